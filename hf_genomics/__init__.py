@@ -1,0 +1,14 @@
+"""hf_genomics: DNA and RNA language models for the Hugging Face ecosystem.
+
+Importing the package registers its configs, models and tokenizers with the ``Auto*`` classes.
+"""
+
+__version__ = "0.1.0"
+
+from .training.ema import ModelEMA
+from .training.trainer_teacher import EMATeacherTrainer
+
+__all__ = [
+    "ModelEMA",
+    "EMATeacherTrainer",
+]

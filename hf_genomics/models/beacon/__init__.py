@@ -1,0 +1,1 @@
+"""BEACON-B: BERT-style encoder with ALiBi (Ren et al., 2024, BEACON benchmark)."""

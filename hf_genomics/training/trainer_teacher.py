@@ -1,0 +1,108 @@
+"""Base ``Trainer`` for methods with an EMA teacher (self-distillation, LayerMatch's Avg-Clustering)."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import Trainer, TrainerCallback
+
+from .ema import ModelEMA
+
+TEACHER_STATE_NAME = "teacher_state.safetensors"
+
+
+def cosine_momentum(step: int, max_steps: int, base: float, final: float = 1.0) -> float:
+    """DINO/BYOL cosine schedule: ``final - (final - base) * (cos(pi * step / max_steps) + 1) / 2``."""
+    progress = min(max(step / max(max_steps, 1), 0.0), 1.0)
+    return final - (final - base) * (math.cos(math.pi * progress) + 1.0) / 2.0
+
+
+class _TeacherUpdateCallback(TrainerCallback):
+    def __init__(self, trainer: "EMATeacherTrainer"):
+        self.trainer = trainer
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        # global_step is incremented after this hook: the step just taken is global_step + 1.
+        self.trainer.update_teacher(state.global_step + 1, state.max_steps)
+
+
+class EMATeacherTrainer(Trainer):
+    """A ``Trainer`` that keeps an EMA teacher of the model and checkpoints it.
+
+    After every optimizer step the teacher follows the student with momentum
+    ``teacher_momentum(step, max_steps)`` (constant ``teacher_momentum_base`` unless a subclass
+    overrides it). The teacher, plus any tensors returned by :meth:`extra_teacher_state`, is saved
+    in every checkpoint as ``teacher_state.safetensors`` and restored by ``resume_from_checkpoint``.
+    The teacher never receives gradients.
+    """
+
+    def __init__(self, *args, teacher_momentum_base: float = 0.996, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.teacher_momentum_base = teacher_momentum_base
+        self.teacher = ModelEMA(self.model)
+        self.last_teacher_momentum = teacher_momentum_base
+        self.add_callback(_TeacherUpdateCallback(self))
+
+    def teacher_momentum(self, step: int, max_steps: int) -> float:
+        return self.teacher_momentum_base
+
+    def update_teacher(self, step: int, max_steps: int) -> None:
+        self.last_teacher_momentum = self.teacher_momentum(step, max_steps)
+        self.teacher.module.to(self.args.device)
+        self.teacher.update(self.accelerator.unwrap_model(self.model), self.last_teacher_momentum)
+
+    def extra_teacher_state(self) -> dict[str, nn.Module | torch.Tensor]:
+        """Modules or tensors saved and restored with the teacher (e.g. a centre). Override to add."""
+        return {}
+
+    def _teacher_state_dict(self) -> dict[str, torch.Tensor]:
+        state = {f"teacher.{k}": v for k, v in self.teacher.state_dict().items()}
+        for name, obj in self.extra_teacher_state().items():
+            if isinstance(obj, nn.Module):
+                state.update({f"{name}.{k}": v for k, v in obj.state_dict().items()})
+            else:
+                state[name] = obj
+        return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+
+    def _load_teacher_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.teacher.load_state_dict({k[len("teacher."):]: v for k, v in state.items() if k.startswith("teacher.")})
+        for name, obj in self.extra_teacher_state().items():
+            if isinstance(obj, nn.Module):
+                prefix = f"{name}."
+                obj.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+            else:
+                obj.copy_(state[name])
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+            # safetensors refuses tensors that share memory (tied embeddings): clone each one.
+            save_file({k: v.clone() for k, v in self._teacher_state_dict().items()},
+                      os.path.join(folder, TEACHER_STATE_NAME))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        path = os.path.join(resume_from_checkpoint, TEACHER_STATE_NAME)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"{resume_from_checkpoint} has no {TEACHER_STATE_NAME}: it was not written by an "
+                f"{type(self).__name__}, so the EMA teacher cannot be restored."
+            )
+        self._load_teacher_state_dict(load_file(path))
+
+    def save_teacher(self, output_dir: str) -> None:
+        """Save the teacher as a normal Hub-ready model folder (what users fine-tune)."""
+        teacher = self.teacher.module
+        if hasattr(teacher, "save_pretrained"):
+            teacher.save_pretrained(output_dir)
+        else:
+            os.makedirs(output_dir, exist_ok=True)
+            save_file({k: v.clone() for k, v in teacher.state_dict().items()},
+                      os.path.join(output_dir, "model.safetensors"))
+        if self.processing_class is not None:
+            self.processing_class.save_pretrained(output_dir)
