@@ -5,10 +5,12 @@ Importing the package registers its configs, models and tokenizers with the ``Au
 
 __version__ = "0.1.0"
 
+from .hub_cache import publish_to_local_cache
 from .training.ema import ModelEMA
 from .training.trainer_teacher import EMATeacherTrainer
 
 __all__ = [
     "ModelEMA",
+    "publish_to_local_cache",
     "EMATeacherTrainer",
 ]
