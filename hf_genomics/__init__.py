@@ -6,10 +6,20 @@ Importing the package registers its configs, models and tokenizers with the ``Au
 __version__ = "0.1.0"
 
 from .hub_cache import publish_to_local_cache
+from .models.beacon import (
+    BeaconConfig,
+    BeaconForMaskedLM,
+    BeaconForSequenceClassification,
+    BeaconModel,
+)
 from .training.ema import ModelEMA
 from .training.trainer_teacher import EMATeacherTrainer
 
 __all__ = [
+    "BeaconConfig",
+    "BeaconForMaskedLM",
+    "BeaconForSequenceClassification",
+    "BeaconModel",
     "ModelEMA",
     "publish_to_local_cache",
     "EMATeacherTrainer",
