@@ -5,6 +5,7 @@ Importing the package registers its configs, models and tokenizers with the ``Au
 
 __version__ = "0.1.0"
 
+from .data.augment import Compose, PointMutation, RandomMasking, RandomShift, ReverseComplement
 from .hub_cache import publish_to_local_cache
 from .models.beacon import (
     BeaconConfig,
@@ -23,4 +24,9 @@ __all__ = [
     "ModelEMA",
     "publish_to_local_cache",
     "EMATeacherTrainer",
+    "Compose",
+    "PointMutation",
+    "RandomMasking",
+    "RandomShift",
+    "ReverseComplement",
 ]
