@@ -5,6 +5,8 @@ Importing the package registers its configs, models and tokenizers with the ``Au
 
 __version__ = "0.1.0"
 
+from transformers.models.auto.tokenization_auto import REGISTERED_TOKENIZER_CLASSES
+
 from .data.augment import Compose, PointMutation, RandomMasking, RandomShift, ReverseComplement
 from .hub_cache import publish_to_local_cache
 from .models.beacon import (
@@ -13,10 +15,20 @@ from .models.beacon import (
     BeaconForSequenceClassification,
     BeaconModel,
 )
+from .tokenization_kmer import KmerTokenizer
+from .tokenization_nucleotide import NucleotideTokenizer
 from .training.ema import ModelEMA
 from .training.trainer_teacher import EMATeacherTrainer
 
+# `AutoTokenizer.register` needs a config class, but these tokenizers serve several model types. AutoTokenizer resolves
+# the `tokenizer_class` named in tokenizer_config.json through this table, so `AutoTokenizer.from_pretrained(folder)`
+# finds them whatever the model type.
+for _tokenizer_class in (NucleotideTokenizer, KmerTokenizer):
+    REGISTERED_TOKENIZER_CLASSES[_tokenizer_class.__name__] = _tokenizer_class
+
 __all__ = [
+    "KmerTokenizer",
+    "NucleotideTokenizer",
     "BeaconConfig",
     "BeaconForMaskedLM",
     "BeaconForSequenceClassification",
