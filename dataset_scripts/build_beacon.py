@@ -1,0 +1,293 @@
+"""Convert the official BEACON data release into one Hub dataset folder (Parquet per task and split + card).
+
+    python dataset_scripts/build_beacon.py --raw_dir RAW --output_dir OUT [--tasks SSP ncRNA ...]
+
+RAW is the unpacked Google Drive folder of terry-r123/RNABenchmark, one sub-folder per task named as in BEACON
+(`Secondary_structure_prediction`, `ContactMap`, ..., see `hf_genomics.data.beacon`). Tasks whose folder is
+missing are skipped. Afterwards `datasets.load_dataset(OUT, "ncRNA")` works offline.
+"""
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from hf_genomics.data.beacon import BEACON_TASKS, get_task
+from hf_genomics.data.hub_dataset import HubConfig, beacon_features, write_hub_dataset
+from hf_genomics.data.structure import dot_bracket_to_pairs, matrix_to_pairs
+
+
+BEACON_CITATION = """@inproceedings{ren2024beacon,
+  title={{BEACON}: Benchmark for Comprehensive {RNA} Tasks and Language Models},
+  author={Ren, Yuchen and Chen, Zhiyuan and Qiao, Lifeng and Jing, Hongtai and Cai, Yuchen and Xu, Sheng and
+          Ye, Peng and Ma, Xinzhu and Sun, Siqi and Yan, Hongliang and others},
+  booktitle={Advances in Neural Information Processing Systems (Datasets and Benchmarks Track)},
+  year={2024}
+}"""
+SPLIT_FILES = {"train": "train", "validation": "val", "test": "test"}
+EXTRA_STRUCTURE_TEST_SETS = ("RFAM19", "DIRECT")
+
+
+def _clean_sequence(sequence: str, where: str) -> str:
+    sequence = sequence.strip().upper()
+    if not sequence.isalpha():
+        raise ValueError(f"{where}: sequence {sequence[:30]!r} contains non-letter characters.")
+    return sequence
+
+
+def _csv_rows(path: Path):
+    """(line number, fields) for each data row of a BEACON CSV, header skipped."""
+    with open(path, newline="") as handle:
+        reader = csv.reader(handle)
+        next(reader, None)
+        for line, fields in enumerate(reader, start=2):
+            if fields:
+                yield f"{path}:{line}", fields
+
+
+def _floats(text: str, where: str, expected: int | None = None) -> list[float]:
+    try:
+        values = [float(x) for x in text.split()]
+    except ValueError:
+        raise ValueError(f"{where}: expected space-separated numbers, got {text[:40]!r}.") from None
+    if expected is not None and len(values) != expected:
+        raise ValueError(f"{where}: expected {expected} values, got {len(values)}.")
+    return values
+
+
+def _split_paths(task_dir: Path, extra: tuple[str, ...] = ()) -> dict[str, Path]:
+    names = dict(SPLIT_FILES) | {name: name for name in extra}
+    return {split: task_dir / f"{stem}.csv" for split, stem in names.items() if (task_dir / f"{stem}.csv").exists()}
+
+
+def _load_matrix(path: Path, length: int, where: str) -> np.ndarray:
+    if not path.exists():
+        raise ValueError(f"{where}: matrix file {path} is missing.")
+    matrix = np.load(path)
+    if matrix.shape != (length, length):
+        raise ValueError(f"{where}: matrix {path.name} has shape {matrix.shape} but the sequence has length {length}.")
+    return matrix
+
+
+def convert_ssp(task_dir: Path) -> dict[str, list[dict]]:
+    """bpRNA/bpRNA.csv (data_name in TR0/VL0/TS0, file_name, seq[, structure]) + bpRNA/<set>/<file_name>.npy."""
+    root = task_dir / "bpRNA"
+    split_of = {"TR0": "train", "VL0": "validation", "TS0": "test"}
+    splits: dict[str, list[dict]] = {"train": [], "validation": [], "test": []}
+    with open(root / "bpRNA.csv", newline="") as handle:
+        for line, row in enumerate(csv.DictReader(handle), start=2):
+            where = f"{root / 'bpRNA.csv'}:{line} ({row.get('file_name')})"
+            if row.get("data_name") not in split_of:
+                raise ValueError(f"{where}: data_name {row.get('data_name')!r} is not one of {list(split_of)}.")
+            sequence = _clean_sequence(row["seq"], where)
+            file_name = row["file_name"] if row["file_name"].endswith(".npy") else row["file_name"] + ".npy"
+            matrix = _load_matrix(root / row["data_name"] / file_name, len(sequence), where)
+            if not np.array_equal(matrix, matrix.T):
+                raise ValueError(f"{where}: pairing matrix is not symmetric.")
+            pairs = matrix_to_pairs(matrix)
+            structure = row.get("structure") or row.get("dot_bracket") or None
+            if structure is not None and not np.array_equal(dot_bracket_to_pairs(structure, sequence, where), pairs):
+                raise ValueError(f"{where}: dot-bracket structure disagrees with the pairing matrix.")
+            splits[split_of[row["data_name"]]].append(
+                {"id": Path(file_name).stem, "sequence": sequence, "structure": structure, "pairs": pairs.tolist()}
+            )
+    return splits
+
+
+def convert_contact_or_distance(task_dir: Path, task_name: str) -> dict[str, list[dict]]:
+    """{train,val,test,RFAM19,DIRECT}.csv [id, seq] + contact_map/<id>.npy (CMP) or distance_map/<id>.npy (DMP)."""
+    splits = {}
+    for split, path in _split_paths(task_dir, EXTRA_STRUCTURE_TEST_SETS).items():
+        rows = []
+        for where, fields in _csv_rows(path):
+            record_id, sequence = fields[0], _clean_sequence(fields[1], where)
+            if task_name == "CMP":
+                matrix = _load_matrix(task_dir / "contact_map" / f"{record_id}.npy", len(sequence), where)
+                contacts = np.argwhere(np.triu(matrix.astype(bool)))
+                rows.append({"id": record_id, "sequence": sequence, "contacts": contacts.tolist()})
+            else:
+                matrix = _load_matrix(task_dir / "distance_map" / f"{record_id}.npy", len(sequence), where)
+                rows.append({"id": record_id, "sequence": sequence, "distance_map": matrix.astype(np.float32).tolist()})
+        splits[split] = rows
+    return splits
+
+
+def _row_converter(task_name: str):
+    """A function (where, fields, index) -> row for the one-CSV-row-per-example tasks."""
+    task = get_task(task_name)
+
+    def convert(where: str, fields: list[str], record_id: str) -> dict:
+        if task.name == "CRI-Off":
+            sgrna, target = _clean_sequence(fields[0], where), _clean_sequence(fields[1], where)
+            if len(sgrna) != len(target):
+                raise ValueError(f"{where}: sgRNA ({len(sgrna)} nt) and target ({len(target)} nt) differ in length.")
+            return {"id": record_id, "sgrna": sgrna, "target": target, "label": float(fields[2])}
+        # APA: column 1 is the sequence and column 2 the label (columns 0 and 3 are unused by BEACON).
+        seq_column = 1 if task.name == "APA" else 0
+        sequence = _clean_sequence(fields[seq_column], where)
+        label_text = fields[seq_column + 1]
+        row = {"id": record_id, "sequence": sequence}
+        if task.name == "SSI":
+            struct, label = _floats(fields[1], where, len(sequence)), _floats(fields[2], where, len(sequence))
+            return row | {"struct": struct, "label": label}
+        if task.name == "SPL":
+            if len(label_text) != len(sequence) or set(label_text) - set("012"):
+                raise ValueError(f"{where}: SPL labels must be one digit 0/1/2 per nucleotide ({len(sequence)}).")
+            return row | {"label": [int(c) for c in label_text]}
+        if task.name == "ncRNA":
+            if label_text.strip() not in {str(k) for k in range(task.num_labels)}:
+                raise ValueError(f"{where}: unknown ncRNA label {label_text!r}; expected an integer 0..12.")
+            return row | {"label": int(label_text)}
+        if task.name == "Modif":
+            labels = _floats(label_text, where, task.num_labels)
+            if set(labels) - {0.0, 1.0}:
+                raise ValueError(f"{where}: Modif labels must be 0/1, got {label_text!r}.")
+            return row | {"label": [int(x) for x in labels]}
+        if task.name == "PRS":
+            return row | {"label": [float(x) for x in fields[1:4]]}
+        return row | {"label": float(label_text)}
+
+    return convert
+
+
+def convert_csv_task(task_dir: Path, task_name: str) -> dict[str, list[dict]]:
+    convert = _row_converter(task_name)
+    splits = {}
+    for split, path in _split_paths(task_dir).items():
+        reader = _modif_rows(path) if task_name == "Modif" else _csv_rows(path)
+        splits[split] = [convert(where, fields, f"{split}_{k}") for k, (where, fields) in enumerate(reader)]
+    return splits
+
+
+def _modif_rows(path: Path):
+    """Modification CSVs are read by column name (`sequence`, `label`) in BEACON."""
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        if not {"sequence", "label"} <= set(reader.fieldnames or ()):
+            raise ValueError(f"{path}: Modif CSV needs columns `sequence` and `label`, found {reader.fieldnames}.")
+        for line, row in enumerate(reader, start=2):
+            yield f"{path}:{line}", [row["sequence"], row["label"]]
+
+
+VDP_TARGETS = ("reactivity", "deg_Mg_pH10", "deg_Mg_50C")
+# BEACON's train_degradation.py keeps training rows with signal_to_noise >= 0.6 and validation rows >= 1.0.
+VDP_MIN_SIGNAL_TO_NOISE = {"train": 0.6, "validation": 1.0, "test": None}
+
+
+def _read_json_records(path: Path) -> list[dict]:
+    text = path.read_text()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    if isinstance(data, dict):  # pandas "columns" orientation: {column: {row: value}}
+        keys = list(next(iter(data.values())))
+        return [{column: data[column][k] for column in data} for k in keys]
+    return data
+
+
+def convert_vdp(task_dir: Path) -> dict[str, list[dict]]:
+    """train-val-test/{train_1,val_1,test_1}.json in the Kaggle OpenVaccine schema; test has no labels."""
+    splits = {}
+    for split, stem in (("train", "train_1"), ("validation", "val_1"), ("test", "test_1")):
+        path = task_dir / "train-val-test" / f"{stem}.json"
+        if not path.exists():
+            continue
+        rows = []
+        for record in _read_json_records(path):
+            where = f"{path} ({record.get('id')})"
+            sequence = _clean_sequence(record["sequence"], where)
+            for column in ("structure", "predicted_loop_type"):
+                if column in record and len(record[column]) != len(sequence):
+                    raise ValueError(f"{where}: {column} has length {len(record[column])}, sequence {len(sequence)}.")
+            threshold = VDP_MIN_SIGNAL_TO_NOISE[split]
+            noise = record.get("signal_to_noise")
+            if threshold is not None and (noise is None or noise < threshold):
+                continue
+            scored = int(record.get("seq_scored", 0))
+            label = None
+            if all(column in record for column in VDP_TARGETS):
+                columns = [record[column][:scored] for column in VDP_TARGETS]
+                if any(len(values) != scored for values in columns):
+                    raise ValueError(f"{where}: targets are shorter than seq_scored={scored}.")
+                label = np.asarray(columns, dtype=np.float32).T.tolist()
+            rows.append(
+                {
+                    "id": record.get("id"),
+                    "sequence": sequence,
+                    "structure": record.get("structure"),
+                    "predicted_loop_type": record.get("predicted_loop_type"),
+                    "signal_to_noise": noise,
+                    "seq_scored": scored,
+                    "label": label,
+                }
+            )
+        splits[split] = rows
+    return splits
+
+
+def convert_task(raw_dir: Path, task_name: str) -> dict[str, list[dict]]:
+    task = get_task(task_name)
+    task_dir = raw_dir / task.beacon_dir
+    if task.name == "SSP":
+        return convert_ssp(task_dir)
+    if task.name in ("CMP", "DMP"):
+        return convert_contact_or_distance(task_dir, task.name)
+    if task.name == "VDP":
+        return convert_vdp(task_dir)
+    return convert_csv_task(task_dir, task.name)
+
+
+def build(raw_dir: str | Path, output_dir: str | Path, tasks: list[str] | None = None) -> list[str]:
+    """Convert every task present under `raw_dir` (or only `tasks`); returns the config names written."""
+    raw_dir = Path(raw_dir)
+    names = [get_task(name).name for name in tasks] if tasks else [
+        name for name, task in BEACON_TASKS.items() if (raw_dir / task.beacon_dir).is_dir()
+    ]
+    if not names:
+        raise ValueError(f"no BEACON task folders found in {raw_dir}; expected some of "
+                         f"{[task.beacon_dir for task in BEACON_TASKS.values()]}.")
+    configs = []
+    for name in names:
+        task = get_task(name)
+        # BEACON's ncRNA integer ids have no published names (RNABenchmark issue #11).
+        label_names = tuple(str(k) for k in range(task.num_labels)) if task.name == "ncRNA" else None
+        configs.append(
+            HubConfig(
+                name=task.name,
+                splits=convert_task(raw_dir, task.name),
+                features=beacon_features(task.name, label_names),
+                description=f"BEACON {task.name} ({task.beacon_dir}): {task.category} task, {task.level}-level "
+                f"{task.problem_type}, metric {task.metric}. {task.notes}".strip(),
+                source=f"{task.source}, via the BEACON release (terry-r123/RNABenchmark)",
+                license="other (BEACON states no data license; see the source dataset)",
+                citation=BEACON_CITATION,
+            )
+        )
+    write_hub_dataset(
+        output_dir,
+        configs,
+        title="BEACON RNA benchmark",
+        summary="The 13 BEACON RNA tasks (Ren et al., 2024) converted from the official release to Parquet, "
+        "one config per task. Sequences are uppercased; U is kept as in the source.",
+        task_categories=("text-classification", "token-classification"),
+        citation=BEACON_CITATION,
+    )
+    return names
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--raw_dir", required=True, help="folder with the BEACON task sub-folders")
+    parser.add_argument("--output_dir", required=True, help="Hub dataset folder to write")
+    parser.add_argument("--tasks", nargs="*", help=f"subset of {list(BEACON_TASKS)}")
+    args = parser.parse_args(argv)
+    names = build(args.raw_dir, args.output_dir, args.tasks)
+    print(f"wrote {len(names)} configs to {args.output_dir}: {', '.join(names)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
