@@ -8,17 +8,27 @@ __version__ = "0.1.0"
 from transformers.models.auto.tokenization_auto import REGISTERED_TOKENIZER_CLASSES
 
 from .data.augment import Compose, PointMutation, RandomMasking, RandomShift, ReverseComplement
+from .data.collator_randommask import DataCollatorForRandomMask, RandomMaskSchedule
 from .hub_cache import publish_to_local_cache
+from .models.baselines import BaselineConfig, BaselineForSequenceClassification
 from .models.beacon import (
     BeaconConfig,
     BeaconForMaskedLM,
+    BeaconForPairwisePrediction,
     BeaconForSequenceClassification,
+    BeaconForSequencePairClassification,
+    BeaconForTokenClassification,
     BeaconModel,
 )
+from .corpus import default_corpus_files
+from .io.fasta import read_fasta, split_on_n_runs
 from .tokenization_kmer import KmerTokenizer
 from .tokenization_nucleotide import NucleotideTokenizer
+from .training.callback_randommask import RandomMaskCallback
+from .training.callback_imwa import IMWACallback
 from .training.ema import ModelEMA
 from .training.trainer_teacher import EMATeacherTrainer
+from .training.trainer_layermatch import LayerMatchTrainer
 
 # `AutoTokenizer.register` needs a config class, but these tokenizers serve several model types. AutoTokenizer resolves
 # the `tokenizer_class` named in tokenizer_config.json through this table, so `AutoTokenizer.from_pretrained(folder)`
@@ -29,16 +39,29 @@ for _tokenizer_class in (NucleotideTokenizer, KmerTokenizer):
 __all__ = [
     "KmerTokenizer",
     "NucleotideTokenizer",
+    "default_corpus_files",
+    "read_fasta",
+    "split_on_n_runs",
     "BeaconConfig",
     "BeaconForMaskedLM",
+    "BeaconForPairwisePrediction",
     "BeaconForSequenceClassification",
+    "BeaconForSequencePairClassification",
+    "BeaconForTokenClassification",
     "BeaconModel",
     "ModelEMA",
     "publish_to_local_cache",
     "EMATeacherTrainer",
+    "LayerMatchTrainer",
     "Compose",
     "PointMutation",
     "RandomMasking",
     "RandomShift",
     "ReverseComplement",
+    "DataCollatorForRandomMask",
+    "RandomMaskSchedule",
+    "RandomMaskCallback",
+    "IMWACallback",
+    "BaselineConfig",
+    "BaselineForSequenceClassification",
 ]

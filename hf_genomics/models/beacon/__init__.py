@@ -15,7 +15,10 @@ from transformers import (
 from .configuration_beacon import BeaconConfig
 from .modeling_beacon import (
     BeaconForMaskedLM,
+    BeaconForPairwisePrediction,
     BeaconForSequenceClassification,
+    BeaconForSequencePairClassification,
+    BeaconForTokenClassification,
     BeaconModel,
     BeaconPreTrainedModel,
 )
@@ -24,6 +27,7 @@ _AUTO_CLASSES = {
     AutoModel: BeaconModel,
     AutoModelForMaskedLM: BeaconForMaskedLM,
     AutoModelForSequenceClassification: BeaconForSequenceClassification,
+    AutoModelForTokenClassification: BeaconForTokenClassification,
 }
 
 
@@ -41,7 +45,10 @@ register_beacon()
 __all__ = [
     "BeaconConfig",
     "BeaconForMaskedLM",
+    "BeaconForPairwisePrediction",
     "BeaconForSequenceClassification",
+    "BeaconForSequencePairClassification",
+    "BeaconForTokenClassification",
     "BeaconModel",
     "BeaconPreTrainedModel",
     "register_beacon",

@@ -1,6 +1,7 @@
 """BEACON-B model configuration."""
 
 from transformers import PreTrainedConfig
+from transformers.activations import ACT2FN
 
 POSITION_EMBEDDING_TYPES = ("alibi", "absolute")
 
@@ -79,6 +80,8 @@ class BeaconConfig(PreTrainedConfig):
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
                 raise ValueError(f"`{name}` must be a probability in [0, 1), got {value!r}.")
+        if self.hidden_act not in ACT2FN:
+            raise ValueError(f"`hidden_act` must be one of {sorted(ACT2FN)}, got {self.hidden_act!r}.")
         if self.position_embedding_type not in POSITION_EMBEDDING_TYPES:
             raise ValueError(
                 f"`position_embedding_type` must be one of {POSITION_EMBEDDING_TYPES}, "

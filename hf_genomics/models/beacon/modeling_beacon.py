@@ -521,3 +521,306 @@ class BeaconForSequenceClassification(BeaconPreTrainedModel):
         return SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
+
+
+def _drop_special_tokens(
+    attention_mask: torch.Tensor | None, batch_size: int, seq_length: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions of the nucleotides in each row: every non-padding token except the first and the last
+    (`<cls>` and `<eos>` / `[CLS]` and `[SEP]`), left-aligned.
+
+    Returns `index` `(B, L - 2)` into the token axis and `valid` `(B, L - 2)`, True where the row has a nucleotide.
+    With right padding `index` is simply `1 .. L - 2` (the `[:, 1:-1]` slice BEACON uses); left padding is handled
+    by starting each row at its first non-padding token.
+    """
+    if seq_length < 2:
+        raise ValueError(f"Inputs need at least the two special tokens around the sequence, got length {seq_length}.")
+    offsets = torch.arange(seq_length - 2, device=device)
+    if attention_mask is None:
+        index = (offsets + 1).expand(batch_size, -1)
+        return index, torch.ones_like(index, dtype=torch.bool)
+    attention_mask = attention_mask.to(device).bool()
+    first = attention_mask.int().argmax(dim=1)
+    lengths = attention_mask.sum(dim=1)
+    index = (first[:, None] + 1 + offsets).clamp(max=seq_length - 1)
+    return index, offsets[None, :] < (lengths - 2)[:, None]
+
+
+def _gather_positions(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """`values[b, index[b, t], ...]` for a `(B, L, ...)` tensor."""
+    expanded = index.view(*index.shape, *([1] * (values.dim() - 2))).expand(*index.shape, *values.shape[2:])
+    return values.gather(1, expanded)
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of `values` where `mask` is True; 0 (still attached to the graph) when nothing is left."""
+    values = torch.where(mask, values, torch.zeros((), dtype=values.dtype, device=values.device))
+    return values.sum() / mask.sum().clamp(min=1)
+
+
+def _nucleotide_labels(labels: torch.Tensor, index: torch.Tensor, seq_length: int) -> torch.Tensor:
+    """Labels given per nucleotide (`L - 2` long) are used as is; labels aligned with the tokens (`L` long, e.g.
+    from `DataCollatorForTokenClassification`) are gathered like the hidden states."""
+    if labels.shape[1] == seq_length - 2:
+        return labels
+    if labels.shape[1] == seq_length:
+        return _gather_positions(labels, index.to(labels.device))
+    raise ValueError(
+        f"Per-nucleotide labels must have length {seq_length - 2} (one per nucleotide, special tokens dropped) or "
+        f"{seq_length} (aligned with input_ids), got shape {tuple(labels.shape)}."
+    )
+
+
+def _token_loss(config: BeaconConfig, logits: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Per-nucleotide loss from `config.problem_type`, skipping positions that are not nucleotides, labels -100
+    and (regression) NaN."""
+    labels = labels.to(logits.device)
+    problem_type = _resolve_problem_type(config, labels)
+    if problem_type == "single_label_classification":
+        keep = valid & (labels != -100)
+        safe_labels = torch.where(keep, labels, 0).flatten()
+        per_token = F.cross_entropy(logits.flatten(0, 1), safe_labels, reduction="none").view_as(keep)
+        return _masked_mean(per_token, keep)
+    if labels.dim() == 2:
+        labels = labels.unsqueeze(-1)
+    if labels.shape[-1] != logits.shape[-1]:
+        raise ValueError(
+            f"Per-nucleotide {problem_type} labels need {logits.shape[-1]} values per nucleotide (num_labels), "
+            f"got labels of shape {tuple(labels.shape)}."
+        )
+    labels = labels.to(logits.dtype)
+    keep = valid.unsqueeze(-1) & (labels != -100) & ~labels.isnan()
+    safe_labels = torch.where(keep, labels, torch.zeros((), dtype=labels.dtype, device=labels.device))
+    if problem_type == "regression":
+        per_element = (logits - safe_labels).square()
+    else:
+        per_element = F.binary_cross_entropy_with_logits(logits, safe_labels, reduction="none")
+    return _masked_mean(per_element, keep.expand_as(per_element))
+
+
+class BeaconForTokenClassification(BeaconPreTrainedModel):
+    """BEACON-B with a linear `classifier` on every nucleotide (splice sites, degradation, structure scores).
+
+    Outputs have one row per nucleotide: the first and last non-padding token of each row (`<cls>`, `<eos>`) are
+    dropped, so `logits` is `(batch, seq_len - 2, num_labels)` and `logits[b, t]` is nucleotide `t` of row `b`;
+    for rows shorter than the longest, the tail `t >= row_length - 2` is padding (no loss is taken there).
+    `config.problem_type` picks cross-entropy (labels -100 ignored), regression MSE (labels -100 or NaN ignored) or
+    multi-label BCE.
+    """
+
+    def __init__(self, config: BeaconConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.beacon = BeaconModel(config, add_pooling_layer=False)
+        self.dropout = nn.Dropout(_classifier_dropout(config))
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> TokenClassifierOutput:
+        r"""labels: `(batch, seq_len - 2)` per nucleotide or `(batch, seq_len)` aligned with `input_ids`
+        (special-token columns are then dropped); `(..., num_labels)` floats for multi-target regression."""
+        outputs = self.beacon(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            return_dict=True,
+            **kwargs,
+        )
+        hidden_states = outputs.last_hidden_state
+        batch_size, seq_length = hidden_states.shape[:2]
+        index, valid = _drop_special_tokens(attention_mask, batch_size, seq_length, hidden_states.device)
+        logits = self.classifier(self.dropout(_gather_positions(hidden_states, index)))
+        loss = None
+        if labels is not None:
+            loss = _token_loss(self.config, logits, _nucleotide_labels(labels, index, seq_length), valid)
+        return TokenClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+class BeaconPairwiseLayerNorm(nn.LayerNorm):
+    """LayerNorm over the channels of a `(B, C, L, L)` map, at every (i, j)."""
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return super().forward(hidden_states.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class BeaconPairwiseResidualBlock(nn.Module):
+    """Pre-activation residual block of BEACON's 2-D ResNet: (LN, ReLU, dropout, conv3x3) then
+    (LN, ReLU, dropout, conv5x5), plus the identity."""
+
+    def __init__(self, config: BeaconConfig):
+        super().__init__()
+        channels = config.pairwise_channels
+        self.norm1 = BeaconPairwiseLayerNorm(channels)
+        self.conv1 = nn.Conv2d(channels, channels, kernel_size=3, padding=1, bias=False)
+        self.norm2 = BeaconPairwiseLayerNorm(channels)
+        self.conv2 = nn.Conv2d(channels, channels, kernel_size=5, padding=2, bias=False)
+        self.dropout = nn.Dropout(config.pairwise_dropout)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        residual = hidden_states
+        hidden_states = self.conv1(self.dropout(F.relu(self.norm1(hidden_states))))
+        hidden_states = self.conv2(self.dropout(F.relu(self.norm2(hidden_states))))
+        return hidden_states + residual
+
+
+class BeaconPairwiseHead(nn.Module):
+    """BEACON's pair predictor: the outer product h_i * h_j of token states (hidden_size channels per pair),
+    a 3x3 input convolution, `pairwise_num_blocks` residual blocks, then LN, ReLU and a linear map to one logit."""
+
+    def __init__(self, config: BeaconConfig):
+        super().__init__()
+        self.input_conv = nn.Conv2d(config.hidden_size, config.pairwise_channels, kernel_size=3, padding=1)
+        self.blocks = nn.ModuleList([BeaconPairwiseResidualBlock(config) for _ in range(config.pairwise_num_blocks)])
+        self.norm = BeaconPairwiseLayerNorm(config.pairwise_channels)
+        self.output = nn.Linear(config.pairwise_channels, 1)
+
+    def forward(self, token_states: torch.Tensor) -> torch.Tensor:
+        pair_features = torch.einsum("bih,bjh->bhij", token_states, token_states)
+        hidden_states = self.input_conv(pair_features)
+        for block in self.blocks:
+            hidden_states = block(hidden_states)
+        hidden_states = F.relu(self.norm(hidden_states))
+        logits = self.output(hidden_states.permute(0, 2, 3, 1)).squeeze(-1)
+        # Pairing, contact and distance are symmetric relations; the convolutions are not.
+        return (logits + logits.transpose(1, 2)) / 2
+
+
+@dataclass
+class PairwisePredictionOutput(ModelOutput):
+    """Output of [`BeaconForPairwisePrediction`]: `logits` `(batch, L_nt, L_nt)` over nucleotide pairs."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+class BeaconForPairwisePrediction(BeaconPreTrainedModel):
+    """BEACON-B for nucleotide-pair maps (secondary structure, contact map, distance map).
+
+    Special tokens are dropped as in [`BeaconForTokenClassification`], so `logits` is `(batch, L_nt, L_nt)`
+    with `L_nt = seq_len - 2`, symmetric. Labels are `(batch, L_nt, L_nt)` with -1 (or NaN) where there is no
+    label; `problem_type="regression"` gives MSE (distance maps), anything else binary cross-entropy on logits.
+    """
+
+    def __init__(self, config: BeaconConfig):
+        super().__init__(config)
+        self.beacon = BeaconModel(config, add_pooling_layer=False)
+        self.classifier = BeaconPairwiseHead(config)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> PairwisePredictionOutput:
+        outputs = self.beacon(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            return_dict=True,
+            **kwargs,
+        )
+        hidden_states = outputs.last_hidden_state
+        batch_size, seq_length = hidden_states.shape[:2]
+        index, valid = _drop_special_tokens(attention_mask, batch_size, seq_length, hidden_states.device)
+        logits = self.classifier(_gather_positions(hidden_states, index))
+        loss = None
+        if labels is not None:
+            if labels.shape != logits.shape:
+                raise ValueError(
+                    f"Pair labels must have shape {tuple(logits.shape)} (batch, L_nt, L_nt), got {tuple(labels.shape)}."
+                )
+            labels = labels.to(device=logits.device, dtype=logits.dtype)
+            keep = (labels != -1) & ~labels.isnan() & valid[:, :, None] & valid[:, None, :]
+            safe_labels = torch.where(keep, labels, torch.zeros((), dtype=labels.dtype, device=labels.device))
+            if self.config.problem_type == "regression":
+                per_pair = (logits - safe_labels).square()
+            else:
+                per_pair = F.binary_cross_entropy_with_logits(logits, safe_labels, reduction="none")
+            loss = _masked_mean(per_pair, keep)
+        return PairwisePredictionOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+class BeaconForSequencePairClassification(BeaconPreTrainedModel):
+    """BEACON-B for two separate inputs (e.g. sgRNA and off-target DNA, BEACON's CRI-Off task): one shared
+    encoder runs on each, and the `classifier` sees the two pooled states concatenated `[pooled_a; pooled_b]`.
+
+    The first input is `input_ids` / `attention_mask` / `token_type_ids` (so tokenizer output unpacks as usual),
+    the second `input_ids_b` / `attention_mask_b` / `token_type_ids_b`. Losses follow `config.problem_type` as in
+    [`BeaconForSequenceClassification`].
+    """
+
+    def __init__(self, config: BeaconConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.beacon = BeaconModel(config)
+        self.dropout = nn.Dropout(_classifier_dropout(config))
+        self.classifier = nn.Linear(2 * config.hidden_size, config.num_labels)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        input_ids_b: torch.Tensor | None = None,
+        attention_mask_b: torch.Tensor | None = None,
+        token_type_ids_b: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        inputs_embeds_b: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> SequenceClassifierOutput:
+        if input_ids_b is None and inputs_embeds_b is None:
+            raise ValueError("BeaconForSequencePairClassification needs the second input: `input_ids_b`.")
+        pooled = torch.cat(
+            [
+                self.beacon(ids, attention_mask=mask, token_type_ids=types, inputs_embeds=embeds, **kwargs).pooler_output
+                for ids, mask, types, embeds in (
+                    (input_ids, attention_mask, token_type_ids, inputs_embeds),
+                    (input_ids_b, attention_mask_b, token_type_ids_b, inputs_embeds_b),
+                )
+            ],
+            dim=-1,
+        )
+        logits = self.classifier(self.dropout(pooled))
+        loss = _sequence_loss(self.config, logits, labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+__all__ = [
+    "BeaconForMaskedLM",
+    "BeaconForPairwisePrediction",
+    "BeaconForSequenceClassification",
+    "BeaconForSequencePairClassification",
+    "BeaconForTokenClassification",
+    "BeaconModel",
+    "BeaconPreTrainedModel",
+    "alibi_slopes",
+]

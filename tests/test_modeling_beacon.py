@@ -1,0 +1,430 @@
+"""BEACON-B modelling: ALiBi against hand-written formulas, attention backends, padding, every head's loss."""
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+from hf_genomics import (
+    BeaconConfig,
+    BeaconForMaskedLM,
+    BeaconForPairwisePrediction,
+    BeaconForSequenceClassification,
+    BeaconForSequencePairClassification,
+    BeaconForTokenClassification,
+    BeaconModel,
+)
+from hf_genomics.io.fasta import read_fasta
+from hf_genomics.models.beacon.modeling_beacon import BeaconAlibiBias, alibi_slopes
+from hf_genomics.tokenization_nucleotide import NucleotideTokenizer
+
+TINY = dict(
+    num_hidden_layers=2,
+    hidden_size=32,
+    num_attention_heads=4,
+    intermediate_size=64,
+    hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0,
+    pairwise_channels=8,
+    pairwise_num_blocks=2,
+    pairwise_dropout=0.0,
+)
+
+
+def tiny_config(**overrides) -> BeaconConfig:
+    return BeaconConfig(**{**TINY, **overrides})
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return NucleotideTokenizer()
+
+
+@pytest.fixture(scope="module")
+def ncrna(data_dir):
+    """First 4 nRC ncRNA test sequences (cropped to 60 nt) with their family names."""
+    records = []
+    for header, sequence in read_fasta(data_dir / "nrc_ncrna" / "dataset_Rfam_validated_2600_13classes.fasta"):
+        records.append((header.split()[-1], sequence[:60]))
+        if len(records) == 4:
+            break
+    return records
+
+
+@pytest.fixture(scope="module")
+def bprna(data_dir):
+    """Four short bpRNA structures (sequence, dot-bracket) of different lengths."""
+    rows = [json.loads(line) for line in (data_dir / "bprna_rgb" / "test.json").open()]
+    rows = sorted((row for row in rows if 20 <= len(row["seq"]) <= 48), key=lambda row: len(row["seq"]))
+    return [(row["seq"], row["label"]) for row in rows[:: max(1, len(rows) // 4)][:4]]
+
+
+def pair_matrix(dot_bracket: str) -> torch.Tensor:
+    """Pairing matrix of a dot-bracket string (reference parser, one bracket type per stack)."""
+    matrix = torch.zeros(len(dot_bracket), len(dot_bracket))
+    stacks = {")": [], "]": [], "}": [], ">": []}
+    openers = {"(": ")", "[": "]", "{": "}", "<": ">"}
+    for position, char in enumerate(dot_bracket):
+        if char in openers:
+            stacks[openers[char]].append(position)
+        elif char in stacks:
+            partner = stacks[char].pop()
+            matrix[position, partner] = matrix[partner, position] = 1
+    return matrix
+
+
+# ---------------------------------------------------------------- ALiBi
+
+
+def test_alibi_slopes_follow_the_paper_rule():
+    exponents_12 = [-1, -2, -3, -4, -5, -6, -7, -8, -0.5, -1.5, -2.5, -3.5]
+    torch.testing.assert_close(alibi_slopes(12), torch.tensor([2.0**e for e in exponents_12]))
+    torch.testing.assert_close(alibi_slopes(8), torch.tensor([2.0 ** -(h + 1) for h in range(8)]))
+    # 6 heads: the 4-head series 2^-2, 2^-4, 2^-6, 2^-8, then every other slope of the 8-head series.
+    torch.testing.assert_close(alibi_slopes(6), torch.tensor([2.0**e for e in [-2, -4, -6, -8, -1, -3]]))
+
+
+def test_alibi_bias_matches_formula():
+    slopes = alibi_slopes(12).tolist()
+    bias = BeaconAlibiBias(12)(7, torch.float32)
+    expected = torch.tensor([[[-slopes[h] * abs(i - j) for j in range(7)] for i in range(7)] for h in range(12)])
+    assert bias.shape == (1, 12, 7, 7)
+    torch.testing.assert_close(bias[0], expected)
+
+
+def reference_layer(layer, hidden, key_padding, slopes):
+    """One post-LN BEACON layer written out: softmax(QK^T/sqrt(d) - slope*|i-j| + pad) V, add & norm, FFN."""
+    attention = layer.attention.self
+    batch, length, width = hidden.shape
+    heads = len(slopes)
+    head_dim = width // heads
+
+    def split(x):
+        return x.view(batch, length, heads, head_dim).transpose(1, 2)
+
+    q, k, v = split(attention.query(hidden)), split(attention.key(hidden)), split(attention.value(hidden))
+    distance = (torch.arange(length)[None, :] - torch.arange(length)[:, None]).abs()
+    scores = q @ k.transpose(-1, -2) / math.sqrt(head_dim) - slopes[None, :, None, None] * distance
+    scores = scores.masked_fill(~key_padding[:, None, None, :], float("-inf"))
+    context = (scores.softmax(-1) @ v).transpose(1, 2).reshape(batch, length, width)
+    out = layer.attention.output
+    attended = F.layer_norm(out.dense(context) + hidden, (width,), out.LayerNorm.weight, out.LayerNorm.bias, 1e-12)
+    ffn = layer.output
+    inner = F.gelu(layer.intermediate.dense(attended))
+    return F.layer_norm(ffn.dense(inner) + attended, (width,), ffn.LayerNorm.weight, ffn.LayerNorm.bias, 1e-12)
+
+
+@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
+def test_encoder_matches_handwritten_reference(tokenizer, ncrna, attn_implementation):
+    torch.manual_seed(0)
+    model = BeaconModel(tiny_config(attn_implementation=attn_implementation)).eval()
+    batch = tokenizer([seq[:20 + 9 * i] for i, (_, seq) in enumerate(ncrna)], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model.embeddings(batch["input_ids"])
+        for layer in model.encoder.layer:
+            hidden = reference_layer(layer, hidden, batch["attention_mask"].bool(), alibi_slopes(4))
+        output = model(**batch).last_hidden_state
+    real = batch["attention_mask"].bool()
+    torch.testing.assert_close(output[real], hidden[real], atol=2e-5, rtol=1e-4)
+
+
+class PositionBiasSpy:
+    """An attention backend that records the position bias it is given and defers to sdpa."""
+
+    def __init__(self):
+        self.biases = []
+
+    def __call__(self, module, query, key, value, attention_mask, position_bias=None, **kwargs):
+        self.biases.append(position_bias)
+        return sdpa_attention_forward(module, query, key, value, attention_mask, position_bias=position_bias, **kwargs)
+
+
+def test_alibi_is_built_once_and_broadcast_over_the_batch(tokenizer, ncrna):
+    spy = PositionBiasSpy()
+    AttentionInterface.register("beacon_bias_spy", spy)
+    model = BeaconModel(tiny_config(attn_implementation="beacon_bias_spy")).eval()
+    batch = tokenizer([seq[:30] for _, seq in ncrna], return_tensors="pt")  # same length: no padding
+    with torch.no_grad():
+        model(**batch)
+    assert len(spy.biases) == 2
+    assert spy.biases[0] is spy.biases[1]  # one tensor shared by all layers
+    assert spy.biases[0].shape == (1, 4, 32, 32)  # O(H * L^2), not O(B * H * L^2)
+
+
+# ---------------------------------------------------------------- backends, padding, length
+
+
+def test_eager_equals_sdpa_on_padded_batch(tokenizer, ncrna):
+    torch.manual_seed(0)
+    sdpa = BeaconForMaskedLM(tiny_config()).eval()
+    eager = BeaconForMaskedLM(tiny_config(attn_implementation="eager")).eval()
+    eager.load_state_dict(sdpa.state_dict())
+    assert sdpa.config._attn_implementation == "sdpa"  # the default
+    batch = tokenizer([seq[: 25 + 10 * i] for i, (_, seq) in enumerate(ncrna)], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        torch.testing.assert_close(sdpa(**batch).logits, eager(**batch).logits, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("position_embedding_type", ["alibi", "absolute"])
+def test_padded_batch_equals_unpadded_sequences(tokenizer, ncrna, position_embedding_type):
+    torch.manual_seed(0)
+    config = tiny_config(position_embedding_type=position_embedding_type, max_position_embeddings=128)
+    model = BeaconModel(config).eval()
+    sequences = [seq[: 15 + 12 * i] for i, (_, seq) in enumerate(ncrna)]
+    batch = tokenizer(sequences, padding=True, return_tensors="pt")
+    assert batch["attention_mask"].sum(1).unique().numel() == len(sequences)
+    with torch.no_grad():
+        padded = model(**batch)
+        for row, sequence in enumerate(sequences):
+            single = model(**tokenizer(sequence, return_tensors="pt"))
+            n = single.last_hidden_state.shape[1]
+            torch.testing.assert_close(padded.last_hidden_state[row, :n], single.last_hidden_state[0], atol=1e-5, rtol=0)
+            torch.testing.assert_close(padded.pooler_output[row], single.pooler_output[0], atol=1e-5, rtol=0)
+
+
+def test_extrapolates_to_four_times_the_training_length(tokenizer, data_dir):
+    torch.manual_seed(0)
+    _, sequence = next(read_fasta(data_dir / "lambda_phage" / "lambda_virus.fa.gz"))
+    model = BeaconForMaskedLM(tiny_config())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    train = tokenizer([sequence[i : i + 62] for i in range(0, 62 * 4, 62)], return_tensors="pt")  # 64 tokens
+    for _ in range(3):
+        labels = train["input_ids"].clone()
+        optimizer.zero_grad()
+        model(**train, labels=labels).loss.backward()
+        optimizer.step()
+    model.eval()
+    long = tokenizer([sequence[:254]], return_tensors="pt")  # 256 tokens = 4x
+    with torch.no_grad():
+        logits = model(**long).logits
+        model.set_attn_implementation("eager")
+        eager_logits = model(**long).logits
+    assert logits.shape == (1, 256, 10)
+    assert torch.isfinite(logits).all()
+    torch.testing.assert_close(logits, eager_logits, atol=1e-4, rtol=1e-4)
+
+
+def test_absolute_positions_refuse_inputs_longer_than_the_table(tokenizer, ncrna):
+    model = BeaconModel(tiny_config(position_embedding_type="absolute", max_position_embeddings=16))
+    with pytest.raises(ValueError, match="at most 16"):
+        model(**tokenizer([ncrna[0][1][:30]], return_tensors="pt"))
+
+
+# ---------------------------------------------------------------- heads
+
+
+def test_masked_lm_loss_and_tied_decoder(tokenizer, ncrna):
+    torch.manual_seed(0)
+    model = BeaconForMaskedLM(tiny_config())
+    assert model.cls.predictions.decoder.weight is model.beacon.embeddings.word_embeddings.weight
+    batch = tokenizer([seq for _, seq in ncrna], padding=True, return_tensors="pt")
+    labels = torch.full_like(batch["input_ids"], -100)
+    masked = torch.zeros_like(labels, dtype=torch.bool)
+    masked[:, 3::7] = True
+    masked &= batch["attention_mask"].bool()
+    labels[masked] = batch["input_ids"][masked]
+    inputs = batch["input_ids"].masked_fill(masked, tokenizer.mask_token_id)
+    out = model(input_ids=inputs, attention_mask=batch["attention_mask"], labels=labels)
+    expected = F.cross_entropy(out.logits[masked], batch["input_ids"][masked])
+    torch.testing.assert_close(out.loss, expected)
+    out.loss.backward()
+    assert model.beacon.embeddings.word_embeddings.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(
+    "problem_type,num_labels", [("single_label_classification", 3), ("multi_label_classification", 3), ("regression", 1)]
+)
+def test_sequence_classification_losses(tokenizer, ncrna, problem_type, num_labels):
+    torch.manual_seed(0)
+    model = BeaconForSequenceClassification(tiny_config(num_labels=num_labels, problem_type=problem_type))
+    batch = tokenizer([seq for _, seq in ncrna], padding=True, return_tensors="pt")
+    if problem_type == "single_label_classification":
+        families = sorted({family for family, _ in ncrna})
+        labels = torch.tensor([families.index(family) % 3 for family, _ in ncrna])
+    elif problem_type == "multi_label_classification":
+        labels = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0], [0.0, 1.0, 0.0]])
+    else:
+        labels = torch.tensor([len(seq) / 100 for _, seq in ncrna])
+    out = model(**batch, labels=labels)
+    expected = {
+        "single_label_classification": lambda: F.cross_entropy(out.logits, labels),
+        "multi_label_classification": lambda: F.binary_cross_entropy_with_logits(out.logits, labels),
+        "regression": lambda: F.mse_loss(out.logits.squeeze(-1), labels),
+    }[problem_type]()
+    assert out.logits.shape == (4, num_labels)
+    torch.testing.assert_close(out.loss, expected)
+    out.loss.backward()
+    assert model.classifier.weight.grad.abs().sum() > 0
+    assert model.beacon.encoder.layer[0].attention.self.query.weight.grad.abs().sum() > 0
+
+
+def test_problem_type_is_inferred_from_labels(tokenizer, ncrna):
+    model = BeaconForSequenceClassification(tiny_config(num_labels=3))
+    model(**tokenizer([ncrna[0][1]], return_tensors="pt"), labels=torch.tensor([2]))
+    assert model.config.problem_type == "single_label_classification"
+
+
+def test_token_classification_one_output_per_nucleotide(tokenizer, bprna):
+    torch.manual_seed(0)
+    model = BeaconForTokenClassification(tiny_config(num_labels=2)).eval()
+    sequences = [seq for seq, _ in bprna]
+    batch = tokenizer(sequences, padding=True, return_tensors="pt")
+    n_max = max(map(len, sequences))
+    labels = torch.full((len(sequences), n_max), -100)
+    for row, (_, structure) in enumerate(bprna):
+        labels[row, : len(structure)] = torch.tensor([char != "." for char in structure], dtype=torch.long)
+    out = model(**batch, labels=labels)
+    assert out.logits.shape == (len(sequences), n_max, 2)
+    # Reference: nucleotide t of row b is token t + 1 (after <cls>); loss over labelled nucleotides only.
+    hidden = model.beacon(**batch).last_hidden_state
+    torch.testing.assert_close(out.logits, model.classifier(hidden[:, 1:-1]))
+    keep = labels != -100
+    torch.testing.assert_close(out.loss, F.cross_entropy(out.logits[keep], labels[keep]))
+    # Labels aligned with input_ids (-100 on special tokens) give the same loss.
+    aligned = torch.full_like(batch["input_ids"], -100)
+    aligned[:, 1:-1] = labels
+    torch.testing.assert_close(model(**batch, labels=aligned).loss, out.loss)
+    # Left padding gives the same per-nucleotide outputs.
+    tokenizer.padding_side = "left"
+    try:
+        left = tokenizer(sequences, padding=True, return_tensors="pt")
+    finally:
+        tokenizer.padding_side = "right"
+    left_logits = model(**left).logits
+    for row, sequence in enumerate(sequences):
+        torch.testing.assert_close(left_logits[row, : len(sequence)], out.logits[row, : len(sequence)], atol=1e-5, rtol=0)
+
+
+def test_token_regression_ignores_nan_and_minus_100(tokenizer, bprna):
+    torch.manual_seed(0)
+    model = BeaconForTokenClassification(tiny_config(num_labels=3, problem_type="regression"))
+    sequences = [seq for seq, _ in bprna]
+    batch = tokenizer(sequences, padding=True, return_tensors="pt")
+    labels = torch.rand(len(sequences), max(map(len, sequences)), 3)
+    labels[0, 2, 1] = float("nan")
+    labels[1, 5] = -100
+    for row, sequence in enumerate(sequences):
+        labels[row, len(sequence) :] = float("nan")
+    out = model(**batch, labels=labels)
+    keep = ~labels.isnan() & (labels != -100)
+    torch.testing.assert_close(out.loss, F.mse_loss(out.logits[keep], labels[keep]))
+    out.loss.backward()
+    assert torch.isfinite(model.classifier.weight.grad).all()
+    with pytest.raises(ValueError, match="one per nucleotide"):
+        model(**batch, labels=labels[:, :-3])
+
+
+@pytest.mark.parametrize("problem_type", [None, "regression"])
+def test_pairwise_prediction_on_secondary_structures(tokenizer, bprna, problem_type):
+    torch.manual_seed(0)
+    model = BeaconForPairwisePrediction(tiny_config(num_labels=1, problem_type=problem_type))
+    sequences = [seq for seq, _ in bprna]
+    batch = tokenizer(sequences, padding=True, return_tensors="pt")
+    n_max = max(map(len, sequences))
+    labels = torch.full((len(sequences), n_max, n_max), -1.0)
+    for row, (_, structure) in enumerate(bprna):
+        labels[row, : len(structure), : len(structure)] = pair_matrix(structure)
+    out = model(**batch, labels=labels)
+    assert out.logits.shape == (len(sequences), n_max, n_max)
+    torch.testing.assert_close(out.logits, out.logits.transpose(1, 2))
+    keep = labels != -1
+    if problem_type == "regression":
+        expected = F.mse_loss(out.logits[keep], labels[keep])
+    else:
+        expected = F.binary_cross_entropy_with_logits(out.logits[keep], labels[keep])
+    torch.testing.assert_close(out.loss, expected)
+    out.loss.backward()
+    assert model.classifier.input_conv.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="L_nt"):
+        model(**batch, labels=labels[:, 1:, 1:])
+
+
+def test_sequence_pair_classification_on_crispr_pairs(tokenizer, data_dir):
+    torch.manual_seed(0)
+    rows = (data_dir / "crispr_offtarget_kleinstiver" / "Kleinstiver_5gRNA_active_offTargets.tsv").read_text().splitlines()
+    header = rows[0].split("\t")
+    fields = [dict(zip(header, row.split("\t"))) for row in rows[1:5]]
+    guides = tokenizer([row["Target Sequence"].replace("N", "A") for row in fields], return_tensors="pt")
+    targets = tokenizer([row["Off-Target Sequence"] for row in fields], return_tensors="pt")
+    labels = torch.tensor([math.log1p(float(row["GUIDE-seq Reads"])) for row in fields])
+    model = BeaconForSequencePairClassification(tiny_config(num_labels=1))
+    out = model(**guides, input_ids_b=targets["input_ids"], attention_mask_b=targets["attention_mask"], labels=labels)
+    pooled_a = model.beacon(**guides).pooler_output
+    pooled_b = model.beacon(**targets).pooler_output
+    expected_logits = model.classifier(torch.cat([pooled_a, pooled_b], dim=-1))
+    torch.testing.assert_close(out.logits, expected_logits)
+    torch.testing.assert_close(out.loss, F.mse_loss(expected_logits.squeeze(-1), labels))
+    out.loss.backward()
+    assert model.classifier.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="input_ids_b"):
+        model(**guides)
+
+
+# ---------------------------------------------------------------- outputs and training utilities
+
+
+def test_hidden_states_and_attentions_on_request(tokenizer, ncrna):
+    model = BeaconModel(tiny_config(attn_implementation="eager")).eval()
+    batch = tokenizer([seq[:20] for _, seq in ncrna[:2]], return_tensors="pt")
+    out = model(**batch, output_hidden_states=True, output_attentions=True)
+    assert len(out.hidden_states) == 3 and len(out.attentions) == 2
+    assert out.attentions[0].shape == (2, 4, 22, 22)
+    torch.testing.assert_close(out.attentions[0].sum(-1), torch.ones(2, 4, 22))
+    torch.testing.assert_close(out.hidden_states[-1], out.last_hidden_state)
+    assert model(**batch).hidden_states is None
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tokenizer, ncrna):
+    torch.manual_seed(0)
+    model = BeaconForSequenceClassification(tiny_config(num_labels=2))
+    batch = tokenizer([seq for _, seq in ncrna], padding=True, return_tensors="pt")
+    labels = torch.tensor([0, 1, 1, 0])
+    model(**batch, labels=labels).loss.backward()
+    reference = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    model.gradient_checkpointing_enable()
+    model.train()
+    assert model.is_gradient_checkpointing
+    model(**batch, labels=labels).loss.backward()
+    for expected, param in zip(reference, model.parameters()):
+        torch.testing.assert_close(param.grad, expected, atol=1e-6, rtol=1e-5)
+
+
+def test_no_split_modules_and_sdpa_support():
+    assert BeaconModel._no_split_modules == ["BeaconEmbeddings", "BeaconLayer"]
+    assert BeaconModel._supports_sdpa
+
+
+# ---------------------------------------------------------------- configuration
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (dict(hidden_size=30), "divisible by `num_attention_heads`"),
+        (dict(position_embedding_type="rope"), "position_embedding_type"),
+        (dict(position_embedding_type="absolute", max_position_embeddings=None), "max_position_embeddings"),
+        (dict(num_hidden_layers=0), "num_hidden_layers"),
+        (dict(hidden_dropout_prob=1.0), "hidden_dropout_prob"),
+        (dict(hidden_act="swishy"), "hidden_act"),
+        (dict(pad_token_id=10), "pad_token_id"),
+    ],
+)
+def test_bad_configs_raise_clear_errors(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_config(**overrides)
+
+
+def test_default_config_is_beacon_b():
+    config = BeaconConfig()
+    assert (config.num_hidden_layers, config.hidden_size, config.num_attention_heads) == (12, 768, 12)
+    assert (config.intermediate_size, config.hidden_act, config.vocab_size) == (3072, "gelu", 10)
+    assert (config.type_vocab_size, config.position_embedding_type) == (2, "alibi")
+    with torch.device("meta"):
+        model = BeaconModel(config)
+    assert not hasattr(model.embeddings.position_embeddings, "weight")
+    assert sum(p.numel() for p in model.parameters()) == pytest.approx(85.66e6, rel=1e-3)
