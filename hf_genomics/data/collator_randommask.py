@@ -1,0 +1,307 @@
+"""RandomMask span masking for k-mer masked language modelling, with an expanding mask boundary."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import torch
+from transformers import DataCollatorForLanguageModeling
+
+_NUCLEOTIDES = frozenset("ACGTU")
+# One statistics row per writer: the main process (row 0) and DataLoader workers 0..62 (rows 1..63).
+# Each row is written by a single process, so no two processes ever race on the same counters.
+_MAX_STATISTIC_WRITERS = 64
+# Distributed ranks draw from different generator streams (seed + worker id, as in
+# DataCollatorForLanguageModeling, plus this stride times the rank).
+_RANK_SEED_STRIDE = 10_000
+_BATCHES, _SEQUENCES, _MASKABLE, _MASKED, _HIDDEN = range(5)
+_NUM_COUNTERS = 5
+
+
+@dataclass(frozen=True)
+class RandomMaskSchedule:
+    """Mask boundaries ``m`` per training phase, the phase being a pure function of ``global_step / max_steps``.
+
+    Args:
+        boundaries: the mask boundary (span width in tokens) of each phase.
+        phase_lengths: relative lengths of the phases (default: equal).
+        sample_boundary: if ``True``, every centre draws its own ``m`` uniformly from
+            ``[min(boundaries), boundaries[phase]]`` instead of using ``boundaries[phase]``.
+
+    >>> schedule = RandomMaskSchedule.expanding(6)
+    >>> schedule.boundaries, [schedule.phase_at(step, 10) for step in range(11)]
+    ((6, 8, 10, 12, 14), [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 4])
+    >>> RandomMaskSchedule.fixed(6).boundary_at(999, 1000)
+    6
+    """
+
+    boundaries: tuple[int, ...]
+    phase_lengths: tuple[float, ...] | None = None
+    sample_boundary: bool = False
+
+    def __post_init__(self):
+        boundaries = tuple(self.boundaries)
+        if not boundaries or any(not isinstance(m, int) or isinstance(m, bool) or m < 1 for m in boundaries):
+            raise ValueError(f"boundaries must be a non-empty sequence of positive ints, got {self.boundaries!r}.")
+        object.__setattr__(self, "boundaries", boundaries)
+        lengths = (1.0,) * len(boundaries) if self.phase_lengths is None else tuple(self.phase_lengths)
+        if len(lengths) != len(boundaries) or any(not length > 0 for length in lengths):
+            raise ValueError(
+                f"phase_lengths must hold one positive length per boundary ({len(boundaries)}), got {self.phase_lengths!r}."
+            )
+        object.__setattr__(self, "phase_lengths", lengths)
+
+    @classmethod
+    def expanding(
+        cls, start: int, num_phases: int = 5, increment: int = 2, sample_boundary: bool = False
+    ) -> RandomMaskSchedule:
+        """RandomMask's default: ``num_phases`` equal phases with ``m = start, start + increment, ...``."""
+        if num_phases < 1 or increment < 0:
+            raise ValueError(f"num_phases must be >= 1 and increment >= 0, got {num_phases} and {increment}.")
+        return cls(tuple(start + increment * phase for phase in range(num_phases)), sample_boundary=sample_boundary)
+
+    @classmethod
+    def fixed(cls, boundary: int) -> RandomMaskSchedule:
+        """One phase with a constant boundary: DNABERT's masking when ``boundary == k``."""
+        return cls((boundary,))
+
+    @property
+    def num_phases(self) -> int:
+        return len(self.boundaries)
+
+    @property
+    def min_boundary(self) -> int:
+        return min(self.boundaries)
+
+    def phase_at(self, global_step: int, max_steps: int) -> int:
+        """Phase index at ``global_step`` of ``max_steps`` (phase 0 while ``max_steps`` is unknown)."""
+        if max_steps <= 0:
+            return 0
+        # Exact rational arithmetic: with floats, step 6 of 10 would fall just short of the 0.6 boundary.
+        progress = Fraction(min(global_step, max_steps), max_steps)
+        lengths = [Fraction(length).limit_denominator(10**9) for length in self.phase_lengths]
+        total, cumulative = sum(lengths), Fraction(0)
+        for phase, length in enumerate(lengths[:-1]):
+            cumulative += length
+            if progress < cumulative / total:
+                return phase
+        return self.num_phases - 1
+
+    def boundary_at(self, global_step: int, max_steps: int) -> int:
+        return self.boundaries[self.phase_at(global_step, max_steps)]
+
+
+@dataclass
+class DataCollatorForRandomMask(DataCollatorForLanguageModeling):
+    """RandomMask (Liang et al., 2023, "Rethinking the BERT-like Pretraining for DNA Sequences").
+
+    A drop-in replacement for :class:`~transformers.DataCollatorForLanguageModeling` (same padding,
+    ``seed``, ``mask_replace_prob`` / ``random_replace_prob``) that masks contiguous spans: each
+    maskable token ``i`` becomes a *centre* with probability ``mlm_probability`` (DNABERT's meaning of
+    that flag; default 0.025) and tokens ``[i - m/2 + 1, i + m/2]`` are masked, clipped to the sequence
+    and never covering special or pad tokens. ``m`` comes from ``schedule`` and the training progress
+    (set by :class:`~hf_genomics.RandomMaskCallback`, held in shared memory so DataLoader workers see it).
+
+    Spans are in token units. The schedule's starting width is the number of tokens covering one
+    nucleotide, ``ceil(k / stride)``: ``k`` for overlapping k-mers (``m = 6`` with 6-mers is DNABERT's
+    ``[i-2, i+3]`` span and hides exactly one nucleotide), and 1 for single nucleotides and
+    non-overlapping k-mers, where tokens share no nucleotides, every masked token hides all of its
+    own, and a span of ``m`` tokens hides ``m * k`` nucleotides.
+
+    Args:
+        schedule: ``"expanding"`` (5 equal phases, ``m = w, w+2, ..., w+8`` with ``w = ceil(k / stride)``),
+            ``"fixed"`` (``m = w`` throughout: DNABERT's masking) or a :class:`RandomMaskSchedule`.
+
+    Masked tokens are corrupted 80/10/10 ([MASK] / random / unchanged); random replacements are real
+    k-mer tokens (``k`` nucleotide letters), never specials. The tokenizer must expose ``k`` and
+    ``stride`` (:class:`~hf_genomics.NucleotideTokenizer`, :class:`~hf_genomics.KmerTokenizer`).
+    """
+
+    mlm_probability: float | None = 0.025
+    schedule: RandomMaskSchedule | str = "expanding"
+    _progress: torch.Tensor = field(init=False, repr=False)
+    _statistics: torch.Tensor = field(init=False, repr=False)
+
+    def __post_init__(self):
+        if self.return_tensors != "pt":
+            raise ValueError(f"DataCollatorForRandomMask only returns PyTorch tensors; got return_tensors={self.return_tensors!r}.")
+        if not self.mlm or self.whole_word_mask:
+            raise ValueError("DataCollatorForRandomMask is a masked-LM collator: use mlm=True and whole_word_mask=False.")
+        super().__post_init__()
+        k, stride = getattr(self.tokenizer, "k", None), getattr(self.tokenizer, "stride", None)
+        if not isinstance(k, int) or not isinstance(stride, int) or k < 1 or stride < 1:
+            raise ValueError(
+                "DataCollatorForRandomMask needs a tokenizer with integer attributes `k` and `stride` "
+                f"(NucleotideTokenizer or KmerTokenizer); got k={k!r}, stride={stride!r}."
+            )
+        self.k, self.stride = k, stride
+        self.min_span = math.ceil(k / stride)
+        self.schedule = self._resolve_schedule(self.schedule)
+
+        vocab = self.tokenizer.get_vocab()
+        size = max(len(self.tokenizer), max(vocab.values()) + 1)
+        nucleotide_length = torch.zeros(size, dtype=torch.long)
+        for token, token_id in vocab.items():
+            if token_id not in self.tokenizer.all_special_ids and set(token.upper()) <= _NUCLEOTIDES:
+                nucleotide_length[token_id] = len(token)
+        self._nucleotide_length = nucleotide_length
+        self._kmer_ids = torch.nonzero(nucleotide_length == k).flatten()
+        if self._kmer_ids.numel() == 0:
+            raise ValueError(f"The tokenizer vocabulary has no {k}-mer tokens made of A/C/G/T to draw random replacements from.")
+        self._special_ids = torch.tensor(sorted(set(self.tokenizer.all_special_ids)), dtype=torch.long)
+        self._mask_token_id = self.tokenizer.convert_tokens_to_ids(self.tokenizer.mask_token)
+
+        # Shared memory: forked or spawned DataLoader workers keep references to these very buffers, so the
+        # callback's progress updates reach them and their statistics reach the callback.
+        self._progress = torch.zeros(2, dtype=torch.long).share_memory_()
+        self._statistics = torch.zeros(
+            _MAX_STATISTIC_WRITERS, _NUM_COUNTERS + self.schedule.num_phases, dtype=torch.float64
+        ).share_memory_()
+        self._generator_pid = None
+
+    def _resolve_schedule(self, schedule: RandomMaskSchedule | str) -> RandomMaskSchedule:
+        if isinstance(schedule, RandomMaskSchedule):
+            return schedule
+        if schedule == "expanding":
+            return RandomMaskSchedule.expanding(self.min_span)
+        if schedule == "fixed":
+            return RandomMaskSchedule.fixed(self.min_span)
+        raise ValueError(f"schedule must be 'expanding', 'fixed' or a RandomMaskSchedule, got {schedule!r}.")
+
+    # ----- schedule state shared with the callback and DataLoader workers -----
+
+    def set_progress(self, global_step: int, max_steps: int) -> None:
+        """Tell the collator (and its worker copies) where training is; called by RandomMaskCallback."""
+        if global_step < 0 or max_steps < 0:
+            raise ValueError(f"global_step and max_steps must be >= 0, got {global_step} and {max_steps}.")
+        self._progress.copy_(torch.tensor([global_step, max_steps]))
+
+    @property
+    def phase(self) -> int:
+        global_step, max_steps = self._progress.tolist()
+        return self.schedule.phase_at(global_step, max_steps)
+
+    @property
+    def mask_boundary(self) -> int:
+        return self.schedule.boundaries[self.phase]
+
+    def statistics(self) -> dict[str, Any]:
+        """Cumulative counters over every batch collated so far, summed over the main process and workers."""
+        totals = self._statistics.sum(dim=0)
+        return {
+            "batches": int(totals[_BATCHES]),
+            "sequences": int(totals[_SEQUENCES]),
+            "maskable_tokens": int(totals[_MASKABLE]),
+            "masked_tokens": int(totals[_MASKED]),
+            "hidden_nucleotides": int(totals[_HIDDEN]),
+            "batches_per_phase": [int(count) for count in totals[_NUM_COUNTERS:]],
+        }
+
+    # ----- random generator -----
+
+    def create_rng(self):
+        worker = torch.utils.data.get_worker_info()
+        rank = torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
+        seed = self.seed + (worker.id if worker is not None else 0) + _RANK_SEED_STRIDE * rank
+        self.generator = torch.Generator().manual_seed(seed)
+        self._generator_pid = os.getpid()
+
+    # ----- masking -----
+
+    def torch_mask_tokens(
+        self, inputs: torch.Tensor, special_tokens_mask: Any | None = None, offset_mapping: Any | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        # A forked worker inherits the parent's generator; re-seed so workers don't draw identical masks.
+        if self.seed is not None and self._generator_pid != os.getpid():
+            self.create_rng()
+        maskable = ~torch.isin(inputs, self._special_ids)
+        if self.tokenizer.pad_token_id is not None:
+            maskable &= inputs != self.tokenizer.pad_token_id
+        if special_tokens_mask is not None:
+            maskable &= ~torch.as_tensor(special_tokens_mask, dtype=torch.bool)
+
+        phase = self.phase
+        boundary = self.schedule.boundaries[phase]
+        # Same draws, in the same order, as DNABERT's mask_tokens: the fixed schedule reproduces it exactly.
+        centre_probability = torch.full(inputs.shape, self.mlm_probability).masked_fill_(~maskable, 0.0)
+        centres = torch.bernoulli(centre_probability, generator=self.generator)
+        if self.schedule.sample_boundary:
+            span = torch.randint(self.schedule.min_boundary, boundary + 1, inputs.shape, generator=self.generator)
+        else:
+            span = torch.full(inputs.shape, boundary)
+        masked = self._dilate(centres, span) & maskable
+
+        labels = inputs.clone()
+        labels[~masked] = -100
+        replaced = torch.bernoulli(torch.full(inputs.shape, self.mask_replace_prob), generator=self.generator).bool()
+        replaced &= masked
+        inputs[replaced] = self._mask_token_id
+        if self.mask_replace_prob < 1 and self.random_replace_prob > 0:
+            random_share = self.random_replace_prob / (1 - self.mask_replace_prob)
+            randomised = torch.bernoulli(torch.full(inputs.shape, random_share), generator=self.generator).bool()
+            randomised &= masked & ~replaced
+            random_kmers = self._kmer_ids[
+                torch.randint(len(self._kmer_ids), inputs.shape, generator=self.generator)
+            ]
+            inputs[randomised] = random_kmers[randomised]
+
+        self._record(phase, torch.where(masked, labels, inputs), maskable, masked)
+        return inputs, labels
+
+    @staticmethod
+    def _dilate(centres: torch.Tensor, span: torch.Tensor) -> torch.Tensor:
+        """Union of the intervals ``[i - (m-1)//2, i + m//2]`` around every centre ``i`` (width ``m = span[i]``).
+
+        A difference array: +1 where an interval opens, -1 just after it closes, then a cumulative sum;
+        one scatter per side, whatever the number of centres or their widths.
+        """
+        batch, length = centres.shape
+        positions = torch.arange(length).expand(batch, length)
+        starts = (positions - (span - 1) // 2).clamp_(0, length)
+        ends = (positions + span // 2 + 1).clamp_(0, length)
+        difference = torch.zeros(batch, length + 1, dtype=centres.dtype)
+        difference.scatter_add_(1, starts, centres).scatter_add_(1, ends, -centres)
+        return difference[:, :length].cumsum_(1) > 0
+
+    def hidden_nucleotides(self, input_ids: torch.Tensor, masked: torch.Tensor, maskable: torch.Tensor) -> torch.Tensor:
+        """Per sequence, the nucleotides every covering token of which is masked (not readable from a visible one).
+
+        ``input_ids`` are the uncorrupted ids. The ``n``-th k-mer of a sequence covers nucleotides
+        ``[n*stride, n*stride + k - 1]``, so an isolated span of ``m`` stride-1 k-mers hides ``m - k + 1``
+        nucleotides, and a masked non-overlapping k-mer hides its ``k``. The single-nucleotide tokens after
+        the last k-mer overlap nothing and hide themselves. Specials and padding neither hide nor reveal.
+        """
+        batch, length = input_ids.shape
+        token_length = self._nucleotide_length[input_ids]
+        window = token_length == self.k
+        single = (token_length == 1) & ~window
+        visible = maskable & ~masked
+        # Prefix sums over token positions; the nucleotides of the token at position t are [t*stride, t*stride+k-1].
+        cumulative_masked = torch.nn.functional.pad((masked & window).long().cumsum(1), (1, 0))
+        cumulative_visible = torch.nn.functional.pad((visible & window).long().cumsum(1), (1, 0))
+        nucleotide = torch.arange((length - 1) * self.stride + self.k)
+        first = torch.div(nucleotide - self.k + self.stride, self.stride, rounding_mode="floor").clamp(0, length)
+        last = torch.div(nucleotide, self.stride, rounding_mode="floor").clamp(max=length - 1) + 1
+        masked_cover = cumulative_masked[:, last] - cumulative_masked[:, first]
+        visible_cover = cumulative_visible[:, last] - cumulative_visible[:, first]
+        return ((masked_cover > 0) & (visible_cover == 0)).sum(dim=1) + (masked & single).sum(dim=1)
+
+    def _record(self, phase: int, input_ids: torch.Tensor, maskable: torch.Tensor, masked: torch.Tensor) -> None:
+        worker = torch.utils.data.get_worker_info()
+        row = 0 if worker is None else worker.id + 1
+        if row >= _MAX_STATISTIC_WRITERS:
+            raise ValueError(
+                f"DataCollatorForRandomMask keeps statistics for at most {_MAX_STATISTIC_WRITERS - 1} DataLoader workers."
+            )
+        counters = torch.zeros(_NUM_COUNTERS + self.schedule.num_phases, dtype=torch.float64)
+        counters[_BATCHES] = 1
+        counters[_SEQUENCES] = masked.shape[0]
+        counters[_MASKABLE] = maskable.sum()
+        counters[_MASKED] = masked.sum()
+        counters[_HIDDEN] = self.hidden_nucleotides(input_ids, masked, maskable).sum()
+        counters[_NUM_COUNTERS + phase] = 1
+        self._statistics[row] += counters
