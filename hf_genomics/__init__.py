@@ -11,7 +11,6 @@ from .data.augment import Compose, PointMutation, RandomMasking, RandomShift, Re
 from .data.collator_randommask import DataCollatorForRandomMask, RandomMaskSchedule
 from .hub_cache import publish_to_local_cache
 from .models.baselines import BaselineConfig, BaselineForSequenceClassification
-from .models.baselines import BaselineConfig, BaselineForSequenceClassification
 from .models.beacon import (
     BeaconConfig,
     BeaconForMaskedLM,
@@ -26,7 +25,6 @@ from .io.fasta import read_fasta, split_on_n_runs
 from .tokenization_kmer import KmerTokenizer
 from .tokenization_nucleotide import NucleotideTokenizer
 from .training.callback_randommask import RandomMaskCallback
-from .training.callback_imwa import IMWACallback
 from .training.callback_imwa import IMWACallback
 from .training.ema import ModelEMA
 from .training.trainer_teacher import EMATeacherTrainer
@@ -63,9 +61,6 @@ __all__ = [
     "DataCollatorForRandomMask",
     "RandomMaskSchedule",
     "RandomMaskCallback",
-    "IMWACallback",
-    "BaselineConfig",
-    "BaselineForSequenceClassification",
     "IMWACallback",
     "BaselineConfig",
     "BaselineForSequenceClassification",
