@@ -34,7 +34,7 @@ def reverse_complement(sequence: str) -> str:
 class TokenLayout:
     """Lookup tables relating a tokenizer's ids to nucleotides.
 
-    ``codes[id]`` holds the nucleotide codes (index in ``ACGT``; ``-1`` for N / not a base) of the token,
+    ``codes[id]`` holds the nucleotide codes (index in ``ACGT``/``ACGU``; ``-1`` for N / not a base) of the token,
     ``k`` columns wide (single nucleotides fill column 0). ``complement[id]`` is the id of the token's
     reverse complement (specials, ``[UNK]`` and ``[MASK]`` map to themselves).
     """
@@ -48,6 +48,9 @@ class TokenLayout:
                 f"got k={self.k}, stride={self.stride}."
             )
         self.overlapping = self.k > 1 and self.stride == 1
+        # Base codes follow the tokenizer's letters (ACGT, or ACGU for RNA): code 3 - c complements code c.
+        self.letters = getattr(getattr(tokenizer, "nucleotide_alphabet", None), "letters", NUCLEOTIDES)
+        complement = str.maketrans(self.letters + "N", self.letters[::-1] + "N")
         vocab = tokenizer.get_vocab()
         size = max(vocab.values()) + 1
         self.pad_id = tokenizer.pad_token_id
@@ -63,23 +66,23 @@ class TokenLayout:
         self.codes = torch.full((size, self.k), _UNKNOWN, dtype=torch.long)
         self.is_kmer = torch.zeros(size, dtype=torch.bool)
         self.complement = torch.arange(size)
-        base_index = {base: i for i, base in enumerate(NUCLEOTIDES)}
+        base_index = {base: i for i, base in enumerate(self.letters)}
         for token, idx in vocab.items():
-            if idx in special or not token or set(token) - set("ACGTN") or len(token) not in (1, self.k):
+            if idx in special or not token or set(token) - set(self.letters + "N") or len(token) not in (1, self.k):
                 continue
             self.codes[idx, : len(token)] = torch.tensor([base_index.get(base, _UNKNOWN) for base in token])
             self.is_kmer[idx] = len(token) == self.k and "N" not in token
-            self.complement[idx] = vocab.get(reverse_complement(token), self.unk_id)
+            self.complement[idx] = vocab.get(token.translate(complement)[::-1], self.unk_id)
 
         # Id of every k-mer by its base-4 index (A=0 ... T=3, most significant base first) and of each base.
         self.kmer_ids = torch.full((4**self.k,), -1, dtype=torch.long)
         kmer_rows = self.is_kmer.nonzero().squeeze(1)
         self.kmer_ids[self._kmer_index(self.codes[kmer_rows])] = kmer_rows
-        self.base_ids = torch.tensor([vocab.get(base, -1) for base in NUCLEOTIDES])
+        self.base_ids = torch.tensor([vocab.get(base, -1) for base in self.letters])
         if (self.kmer_ids < 0).any():
-            raise ValueError(f"The tokenizer's vocabulary lacks some of the {4**self.k} {self.k}-mers over ACGT.")
+            raise ValueError(f"The tokenizer's vocabulary lacks some of the {4**self.k} {self.k}-mers over {self.letters}.")
         if self.k > 1 and not self.overlapping and (self.base_ids < 0).any():
-            raise ValueError("A non-overlapping k-mer vocabulary needs the single bases A, C, G, T for remainders.")
+            raise ValueError(f"A non-overlapping k-mer vocabulary needs the single bases {self.letters} for remainders.")
         self.random_ids = self.kmer_ids if self.k > 1 else self.base_ids
 
     def _kmer_index(self, codes: torch.Tensor) -> torch.Tensor:
