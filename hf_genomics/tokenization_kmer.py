@@ -99,9 +99,14 @@ class KmerTokenizer(NucleotideTokenizerBase):
             special_tokens_pattern="cls_sep",
             **kwargs,
         )
-        # Lookup tables for the batch path: k-mer code (base 4, first nucleotide most significant) -> id, and
-        # nucleotide code -> id of the single-nucleotide token (the unknown token where the vocabulary has none).
-        self._kmer_ids = np.array([self.vocab[kmer] for kmer in kmers], dtype=np.int64)
+        # Lookup tables for the batch path: window code (base 5 over `ACGTN`, first nucleotide most significant) ->
+        # id, the unknown token for any window with an N; nucleotide code -> id of the single-nucleotide token (the
+        # unknown token where the vocabulary has none).
+        powers = np.arange(k - 1, -1, -1)
+        digits = np.arange(5**k)[:, None] // 5**powers % 5
+        kmer_ids = np.array([self.vocab[kmer] for kmer in kmers], dtype=np.int64)
+        base4_codes = (np.minimum(digits, 3) * 4**powers).sum(axis=1)
+        self._window_ids = np.where((digits == N_CODE).any(axis=1), self.unk_token_id, kmer_ids[base4_codes])
         self._single_ids = np.array(self.convert_tokens_to_ids(list(letters + "N")), dtype=np.int64)
 
     def _tokenize(self, text: str, **kwargs) -> list[str]:
@@ -120,29 +125,32 @@ class KmerTokenizer(NucleotideTokenizerBase):
         covered = np.where(n_windows > 0, (n_windows - 1) * stride + k, 0)
         n_tail = lengths - covered
         counts = n_windows + n_tail
-        sequence_start = np.cumsum(lengths) - lengths
+        if not n_windows.any():
+            return self._single_ids[codes], counts
+        # Base-5 code (digit 4 = N) of the k-mer starting at every position of the concatenation; windows that
+        # straddle two sequences are computed and dropped below.
+        n_positions = len(codes) - k + 1
+        values = codes[:n_positions].astype(np.int32)
+        for offset in range(1, k):
+            values *= 5
+            values += codes[offset : offset + n_positions]
+        sequence_end = np.cumsum(lengths)
+        if stride == 1 and not n_tail.any():
+            # DNABERT's case: every window of every sequence, i.e. all positions but the k - 1 before each boundary.
+            straddling = (sequence_end[:-1, None] - k + 1 + np.arange(k - 1)).ravel()
+            keep = np.ones(n_positions, dtype=bool)
+            keep[straddling] = False
+            return self._window_ids[values[keep]], counts
+
+        sequence_start = sequence_end - lengths
         token_start = np.cumsum(counts) - counts
         ids = np.empty(int(counts.sum()), dtype=np.int64)
-
-        n_positions = len(codes) - k + 1
-        if n_positions > 0 and n_windows.any():
-            # Base-4 code of the k-mer starting at every position of the concatenation (windows that straddle two
-            # sequences are computed and never gathered); `N` counts as digit 0 and is flagged apart.
-            digits = np.minimum(codes, 3).astype(np.int32)
-            is_n = codes == N_CODE
-            values = np.zeros(n_positions, dtype=np.int32)
-            has_n = np.zeros(n_positions, dtype=bool)
-            for offset in range(k):
-                values = values * 4 + digits[offset : offset + n_positions]
-                has_n |= is_n[offset : offset + n_positions]
-            within = ranges_within(n_windows)
-            positions = np.repeat(sequence_start, n_windows) + within * stride
-            window_ids = np.where(has_n[positions], self.unk_token_id, self._kmer_ids[values[positions]])
-            ids[np.repeat(token_start, n_windows) + within] = window_ids
-        if n_tail.any():
-            within = ranges_within(n_tail)
-            positions = np.repeat(sequence_start + covered, n_tail) + within
-            ids[np.repeat(token_start + n_windows, n_tail) + within] = self._single_ids[codes[positions]]
+        within = ranges_within(n_windows)
+        positions = np.repeat(sequence_start, n_windows) + within * stride
+        ids[np.repeat(token_start, n_windows) + within] = self._window_ids[values[positions]]
+        within = ranges_within(n_tail)
+        positions = np.repeat(sequence_start + covered, n_tail) + within
+        ids[np.repeat(token_start + n_windows, n_tail) + within] = self._single_ids[codes[positions]]
         return ids, counts
 
     def convert_tokens_to_string(self, tokens: list[str]) -> str:

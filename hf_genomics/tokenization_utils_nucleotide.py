@@ -138,6 +138,14 @@ class NucleotideTokenizerBase(PreTrainedTokenizer):
             self.nucleotide_alphabet.normalize(text)
         return text, kwargs
 
+    def _decode(self, token_ids, skip_special_tokens=False, clean_up_tokenization_spaces=None, **kwargs) -> str:
+        if skip_special_tokens:
+            # Framing and padding go, but unknown and masked tokens keep their place in the sequence.
+            token_ids = [token_ids] if isinstance(token_ids, int) else token_ids
+            dropped = set(self.all_special_ids) - {self.unk_token_id, self.mask_token_id}
+            token_ids = [index for index in token_ids if int(index) not in dropped]
+        return super()._decode(token_ids, False, clean_up_tokenization_spaces, **kwargs)
+
     def save_vocabulary(self, save_directory: str, filename_prefix: str | None = None) -> tuple[str]:
         vocab_file = os.path.join(save_directory, (filename_prefix + "-" if filename_prefix else "") + "vocab.txt")
         with open(vocab_file, "w", encoding="utf-8") as writer:
@@ -258,9 +266,9 @@ class NucleotideTokenizerBase(PreTrainedTokenizer):
             return_attention_mask = "attention_mask" in self.model_input_names
         batch_size = len(token_counts)
         kept = token_counts
-        within = ranges_within(token_counts)
         if truncation_strategy in (TruncationStrategy.LONGEST_FIRST, TruncationStrategy.ONLY_FIRST) and max_length:
             kept = np.minimum(token_counts, max_length - num_special)
+            within = ranges_within(token_counts)
             if self.truncation_side == "left":
                 keep = within >= np.repeat(token_counts - kept, token_counts)
             else:
@@ -335,4 +343,9 @@ class NucleotideTokenizerBase(PreTrainedTokenizer):
             outputs["attention_mask"] = is_real.astype(np.int64)
         if return_tensors is None:
             outputs = {key: value.tolist() for key, value in outputs.items()}
+        elif return_tensors == "pt":
+            import torch  # only needed, and then installed, for PyTorch tensors
+
+            # `BatchEncoding` would copy numpy arrays through `torch.tensor`; sharing the memory is free.
+            outputs = {key: torch.from_numpy(value) for key, value in outputs.items()}
         return BatchEncoding(outputs, tensor_type=return_tensors)
