@@ -27,6 +27,7 @@ from .tokenization_nucleotide import NucleotideTokenizer
 from .training.callback_randommask import RandomMaskCallback
 from .training.callback_imwa import IMWACallback
 from .training.ema import ModelEMA
+from .training.trainer_self_distillation import SelfDistillationTrainer
 from .training.trainer_teacher import EMATeacherTrainer
 from .training.trainer_layermatch import LayerMatchTrainer
 
@@ -52,6 +53,7 @@ __all__ = [
     "ModelEMA",
     "publish_to_local_cache",
     "EMATeacherTrainer",
+    "SelfDistillationTrainer",
     "LayerMatchTrainer",
     "Compose",
     "PointMutation",
