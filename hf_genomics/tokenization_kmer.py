@@ -82,7 +82,8 @@ class KmerTokenizer(NucleotideTokenizerBase):
         missing = [kmer for kmer in kmers if kmer not in self.vocab]
         if missing:
             raise ValueError(
-                f"The vocabulary lacks {len(missing)} of the {len(kmers)} {k}-mers over {letters} (e.g. {missing[0]!r}); "
+                f"The vocabulary lacks {len(missing)} of the {len(kmers)} {k}-mers over {letters} "
+                f"(e.g. {missing[0]!r}); "
                 f"check that k={k} matches the vocabulary file."
             )
         super().__init__(

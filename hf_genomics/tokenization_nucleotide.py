@@ -68,7 +68,8 @@ class NucleotideTokenizer(NucleotideTokenizerBase):
             **kwargs,
         )
         # Code -> id for the batch path; `N` falls back to the unknown token if the vocabulary has none.
-        self._code_to_id = np.array(self.convert_tokens_to_ids(list(self.nucleotide_alphabet.letters + "N")), dtype=np.int64)
+        letters = self.nucleotide_alphabet.letters + "N"
+        self._code_to_id = np.array(self.convert_tokens_to_ids(list(letters)), dtype=np.int64)
 
     def _tokenize(self, text: str, **kwargs) -> list[str]:
         return list(self.nucleotide_alphabet.normalize(text))

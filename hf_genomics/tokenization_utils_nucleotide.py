@@ -28,7 +28,9 @@ def load_vocab(vocab_file: str) -> "OrderedDict[str, int]":
         for index, line in enumerate(reader):
             token = line.rstrip("\r\n")
             if token in vocab:
-                raise ValueError(f"Token {token!r} appears twice in {vocab_file} (lines {vocab[token] + 1} and {index + 1}).")
+                raise ValueError(
+                    f"Token {token!r} appears twice in {vocab_file} (lines {vocab[token] + 1} and {index + 1})."
+                )
             vocab[token] = index
     return vocab
 
