@@ -1,0 +1,124 @@
+"""Fine-tune a sequence classifier on a GUE task (`train.csv`, `dev.csv`, `test.csv` with `sequence,label`) and
+print the test Matthews correlation (MCC), GUE's metric.
+
+    python examples/run_gue.py --task_dir data/gue/prom/prom_core_tata --model_name_or_path runs/sd/teacher \\
+        --output_dir runs/gue_prom_core_tata
+
+Works for every GUE task folder (prom, tf, mouse, EMP, splice, ...). Without `--model_name_or_path` a fresh
+BEACON-style model is trained from scratch (single-nucleotide tokens). The best dev-MCC checkpoint is kept; the
+test metrics go to stdout and `<output_dir>/gue_results.json`.
+"""
+
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from datasets import load_dataset
+from sklearn.metrics import matthews_corrcoef
+from transformers import AutoTokenizer, DataCollatorWithPadding, HfArgumentParser, Trainer, TrainingArguments, set_seed
+
+from hf_genomics import BeaconConfig, BeaconForSequenceClassification, NucleotideTokenizer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class GUEArguments:
+    task_dir: str = field(default="data/gue/prom/prom_core_tata", metadata={"help": "Folder with train/dev/test.csv."})
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Pretrained BEACON folder (e.g. a self-distillation teacher); omit: from scratch."}
+    )
+    hidden_size: int = field(default=64, metadata={"help": "Fresh model only."})
+    num_hidden_layers: int = field(default=2, metadata={"help": "Fresh model only."})
+    num_attention_heads: int = field(default=4, metadata={"help": "Fresh model only."})
+    intermediate_size: int = field(default=256, metadata={"help": "Fresh model only."})
+    max_length: int = field(default=512, metadata={"help": "Tokens incl. specials; longer inputs are truncated."})
+    max_train_samples: int | None = field(default=None)
+
+
+@dataclass
+class GUETrainingArguments(TrainingArguments):
+    output_dir: str = field(default="runs/gue")
+    num_train_epochs: float = field(default=3.0)
+    learning_rate: float = field(default=5e-4)
+    warmup_steps: float = field(default=50)
+    weight_decay: float = field(default=0.01)
+    per_device_train_batch_size: int = field(default=32)
+    per_device_eval_batch_size: int = field(default=64)
+    eval_strategy: str = field(default="epoch")
+    save_strategy: str = field(default="epoch")
+    save_total_limit: int | None = field(default=1)
+    load_best_model_at_end: bool = field(default=True)
+    metric_for_best_model: str = field(default="mcc")
+    logging_steps: int = field(default=50)
+    report_to: str = field(default="none")
+
+
+def compute_metrics(prediction) -> dict[str, float]:
+    predicted = np.argmax(prediction.predictions, axis=-1)
+    return {
+        "mcc": float(matthews_corrcoef(prediction.label_ids, predicted)),
+        "accuracy": float((predicted == prediction.label_ids).mean()),
+    }
+
+
+def main() -> None:
+    parser = HfArgumentParser((GUEArguments, GUETrainingArguments))
+    gue_args, training_args = parser.parse_args_into_dataclasses()
+    logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING, stream=sys.stdout)
+    set_seed(training_args.seed)
+
+    task_dir = Path(gue_args.task_dir)
+    files = {split: str(task_dir / f"{split}.csv") for split in ("train", "dev", "test")}
+    missing = [path for path in files.values() if not Path(path).is_file()]
+    if missing:
+        raise ValueError(f"{task_dir} is not a GUE task folder: missing {missing} (need train/dev/test.csv).")
+    raw = load_dataset("csv", data_files=files)
+    if gue_args.max_train_samples is not None:
+        raw["train"] = raw["train"].shuffle(seed=training_args.seed).select(range(gue_args.max_train_samples))
+    num_labels = len(set(raw["train"]["label"]))
+
+    if gue_args.model_name_or_path:
+        tokenizer = AutoTokenizer.from_pretrained(gue_args.model_name_or_path)
+        model = BeaconForSequenceClassification.from_pretrained(gue_args.model_name_or_path, num_labels=num_labels)
+    else:
+        tokenizer = NucleotideTokenizer()
+        config = BeaconConfig(
+            vocab_size=len(tokenizer),
+            pad_token_id=tokenizer.pad_token_id,
+            hidden_size=gue_args.hidden_size,
+            num_hidden_layers=gue_args.num_hidden_layers,
+            num_attention_heads=gue_args.num_attention_heads,
+            intermediate_size=gue_args.intermediate_size,
+            num_labels=num_labels,
+        )
+        model = BeaconForSequenceClassification(config)
+
+    def tokenize(rows):
+        return tokenizer(rows["sequence"], truncation=True, max_length=gue_args.max_length)
+
+    encoded = raw.map(tokenize, batched=True, remove_columns=["sequence"]).rename_column("label", "labels")
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=encoded["train"],
+        eval_dataset=encoded["dev"],
+        data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer,
+        compute_metrics=compute_metrics,
+    )
+    trainer.train()
+    metrics = trainer.evaluate(encoded["test"], metric_key_prefix="test")
+    trainer.log_metrics("test", metrics)
+    if training_args.should_save:
+        Path(training_args.output_dir).mkdir(parents=True, exist_ok=True)
+        with open(Path(training_args.output_dir) / "gue_results.json", "w") as handle:
+            json.dump({"task_dir": str(task_dir), "model": gue_args.model_name_or_path, **metrics}, handle, indent=2)
+    print(f"test MCC: {metrics['test_mcc']:.4f}")
+
+
+if __name__ == "__main__":
+    main()
