@@ -123,9 +123,10 @@ class SelfDistillationTrainer(EMATeacherTrainer):
     processes. The teacher (encoder + head) follows the student by EMA with momentum on a cosine schedule from
     ``teacher_momentum_base`` (0.996) to 1. Logged: ``mlm_loss``, ``distillation_loss``,
     ``teacher_momentum``, ``teacher_entropy`` (mean per-sample entropy of the teacher distribution) and
-    ``teacher_batch_entropy`` (entropy of its batch mean); both near 0 or both near log(dim) mean collapse.
+    ``teacher_batch_entropy`` (entropy of its batch mean). The two being equal means every sequence gets the
+    same teacher output (collapse: to one dimension if near 0, to uniform if near log(projection_dim)).
 
-    Differences from the released FinDNA code, which has defects (research digest §5.7): the MLM loss is a
+    Differences from the released FinDNA code (``wiedersehne/FinDNA``), which has defects: the MLM loss is a
     cross-entropy on the masked positions only (the original's mask broadcast selected wrong positions, and
     it divided MLM logits by the student temperature); reverse complement uses the true complement and runs
     before masking, so MLM targets are those of the reverse-complemented input; views are drawn per batch,
