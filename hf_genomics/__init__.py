@@ -8,6 +8,34 @@ __version__ = "0.1.0"
 from transformers.models.auto.tokenization_auto import REGISTERED_TOKENIZER_CLASSES
 
 from .data.augment import Compose, PointMutation, RandomMasking, RandomShift, ReverseComplement
+from .data.beacon import BEACON_TASKS, BeaconTask, get_task
+from .data.collator_beacon import DataCollatorForBeacon, encode_beacon_batch
+from .data.hub_dataset import HubConfig, beacon_features, write_hub_dataset
+from .data.structure import (
+    dot_bracket_to_pairs,
+    matrix_to_pairs,
+    pairs_to_dot_bracket,
+    pairs_to_matrix,
+    read_bpseq,
+    read_ct,
+    write_bpseq,
+    write_ct,
+)
+from .metrics import (
+    BeaconMetrics,
+    accuracy,
+    contact_top_l_precision,
+    logit_pearson_r2,
+    make_compute_metrics,
+    matthews_correlation,
+    mcrmse,
+    mean_pearson_r2,
+    mean_roc_auc,
+    pearson_r2,
+    secondary_structure_f1,
+    spearman,
+    splice_topk_accuracy,
+)
 from .data.collator_randommask import DataCollatorForRandomMask, RandomMaskSchedule
 from .hub_cache import publish_to_local_cache
 from .models.baselines import BaselineConfig, BaselineForSequenceClassification
@@ -38,6 +66,35 @@ for _tokenizer_class in (NucleotideTokenizer, KmerTokenizer):
     REGISTERED_TOKENIZER_CLASSES[_tokenizer_class.__name__] = _tokenizer_class
 
 __all__ = [
+    "BEACON_TASKS",
+    "BeaconTask",
+    "get_task",
+    "DataCollatorForBeacon",
+    "encode_beacon_batch",
+    "HubConfig",
+    "beacon_features",
+    "write_hub_dataset",
+    "dot_bracket_to_pairs",
+    "matrix_to_pairs",
+    "pairs_to_dot_bracket",
+    "pairs_to_matrix",
+    "read_bpseq",
+    "read_ct",
+    "write_bpseq",
+    "write_ct",
+    "BeaconMetrics",
+    "make_compute_metrics",
+    "accuracy",
+    "contact_top_l_precision",
+    "logit_pearson_r2",
+    "matthews_correlation",
+    "mcrmse",
+    "mean_pearson_r2",
+    "mean_roc_auc",
+    "pearson_r2",
+    "secondary_structure_f1",
+    "spearman",
+    "splice_topk_accuracy",
     "KmerTokenizer",
     "NucleotideTokenizer",
     "default_corpus_files",

@@ -91,6 +91,7 @@ def write_hub_dataset(
     if (output_dir / f"{output_dir.name}.py").exists():
         raise ValueError(f"{output_dir / (output_dir.name + '.py')} would make datasets treat the folder as a script.")
     output_dir.mkdir(parents=True, exist_ok=True)
+    progress_bars = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()
     yaml_configs, yaml_infos = [], []
     for config in configs:
@@ -138,4 +139,6 @@ def write_hub_dataset(
         body += ["", "## Citation", "", "```bibtex", citation.strip(), "```"]
     card = "---\n" + yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True) + "---\n\n" + "\n".join(body) + "\n"
     (output_dir / "README.md").write_text(card)
+    if progress_bars:
+        datasets.enable_progress_bars()
     return output_dir
