@@ -36,13 +36,18 @@ def corpus_windows(n_sequences: int, length: int) -> list[str]:
     return windows[:n_sequences]
 
 
-def best_time(function, repeats: int) -> tuple[float, dict]:
-    best, result = float("inf"), None
+def best_time(function, repeats: int) -> tuple[float, float, dict]:
+    """Best wall-clock and best CPU time (all threads of this process) over `repeats` runs, and the last result.
+
+    On a shared machine the CPU time is the steadier figure; the wall-clock ratio is the one the targets refer to.
+    """
+    best_wall, best_cpu, result = float("inf"), float("inf"), None
     for _ in range(repeats):
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         result = function()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+        best_wall = min(best_wall, time.perf_counter() - wall)
+        best_cpu = min(best_cpu, time.process_time() - cpu)
+    return best_wall, best_cpu, result
 
 
 def dnabert_kmers(sequence: str, k: int) -> str:
@@ -50,7 +55,7 @@ def dnabert_kmers(sequence: str, k: int) -> str:
     return " ".join(sequence[i : i + k] for i in range(len(sequence) + 1 - k))
 
 
-def run(n_sequences: int, length: int, repeats: int) -> dict:
+def run(n_sequences: int, length: int, repeats: int, baseline_repeats: int) -> dict:
     sequences = corpus_windows(n_sequences, length)
     megabases = n_sequences * length / 1e6
     results = {"n_sequences": n_sequences, "length": length, "rows": []}
@@ -80,8 +85,8 @@ def run(n_sequences: int, length: int, repeats: int) -> dict:
         ),
     ]
     for key, ours_name, ours, baseline_name, baseline in pairs:
-        baseline_time, expected = best_time(baseline, repeats=1)
-        ours_time, got = best_time(ours, repeats=repeats)
+        baseline_time, baseline_cpu, expected = best_time(baseline, repeats=baseline_repeats)
+        ours_time, ours_cpu, got = best_time(ours, repeats=repeats)
         if not torch.equal(got["input_ids"], expected["input_ids"]):
             raise AssertionError(f"{ours_name} and {baseline_name} disagree on input_ids.")
         ratio = baseline_time / ours_time
@@ -93,6 +98,7 @@ def run(n_sequences: int, length: int, repeats: int) -> dict:
                 "ours_mbp_per_s": megabases / ours_time,
                 "baseline_mbp_per_s": megabases / baseline_time,
                 "ratio": ratio,
+                "ratio_cpu_time": baseline_cpu / ours_cpu,
                 "target": TARGETS[key],
                 "meets_target": ratio >= TARGETS[key],
             }
@@ -104,13 +110,14 @@ def markdown(results: dict) -> str:
     lines = [
         f"Tokenization of {results['n_sequences']:,} x {results['length']} bp (human chr1), padded batch to tensors.",
         "",
-        "| hf_genomics | Mbp/s | baseline | Mbp/s | ratio | target |",
-        "|---|---|---|---|---|---|",
+        "| hf_genomics | Mbp/s | baseline | Mbp/s | ratio | ratio of CPU times | target |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in results["rows"]:
         lines.append(
             f"| {row['ours']} | {row['ours_mbp_per_s']:.1f} | {row['baseline']} | {row['baseline_mbp_per_s']:.2f} "
-            f"| **{row['ratio']:.0f}x** | >= {row['target']:.0f}x {'(met)' if row['meets_target'] else '(MISSED)'} |"
+            f"| **{row['ratio']:.0f}x** | {row['ratio_cpu_time']:.0f}x "
+            f"| >= {row['target']:.0f}x {'(met)' if row['meets_target'] else '(MISSED)'} |"
         )
     return "\n".join(lines)
 
@@ -120,9 +127,10 @@ def main():
     parser.add_argument("--n-sequences", type=int, default=2000)
     parser.add_argument("--length", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=5, help="best of this many runs for hf_genomics")
+    parser.add_argument("--baseline-repeats", type=int, default=2, help="best of this many runs for the baselines")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     args = parser.parse_args()
-    results = run(args.n_sequences, args.length, args.repeats)
+    results = run(args.n_sequences, args.length, args.repeats, args.baseline_repeats)
     print(markdown(results))
     for row in results["rows"]:
         print(f"ratio {row['key']}: {row['ratio']:.1f}x (target >= {row['target']:.0f}x)")
