@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..data.augment import Compose, PointMutation, RandomMasking, RandomShift, ReverseComplement
 from .trainer_teacher import EMATeacherTrainer
 
 MODES = ("supervised", "fixmatch", "layermatch")
@@ -41,17 +42,15 @@ def linear_classifier(model: nn.Module) -> nn.Linear:
     return linears[-1]
 
 
-def default_views(tokenizer, seed: int = 0):
-    """Weak view (light point mutation + shift) and strong view (heavier mutation + masking +
-    reverse complement) of a tokenized batch."""
-    from ..data.augment import Compose, PointMutation, RandomMasking, RandomShift, ReverseComplement
-
-    weak = Compose([RandomShift(tokenizer, max_shift=3, seed=seed), PointMutation(tokenizer, rate=0.02, seed=seed + 1)])
+def default_views(tokenizer) -> tuple[Compose, Compose]:
+    """Weak view (shift by up to 3 tokens + 2% point mutations) and strong view (10% point mutations,
+    15% masking, reverse complement with probability 0.5) of a tokenized batch."""
+    weak = Compose([RandomShift(tokenizer, max_shift=3, seed=0), PointMutation(tokenizer, rate=0.02, seed=0)])
     strong = Compose(
         [
-            PointMutation(tokenizer, rate=0.1, seed=seed + 2),
-            RandomMasking(tokenizer, rate=0.15, seed=seed + 3),
-            ReverseComplement(tokenizer, p=0.5, seed=seed + 4),
+            PointMutation(tokenizer, rate=0.1, seed=0),
+            RandomMasking(tokenizer, rate=0.15, seed=0),
+            ReverseComplement(tokenizer, p=0.5, seed=0),
         ]
     )
     return weak, strong
@@ -138,7 +137,9 @@ class LayerMatchTrainer(EMATeacherTrainer):
     ``pseudo_label_accuracy`` (of the kept pseudo-labels).
 
     ``weak_augment`` / ``strong_augment`` are callables ``batch -> batch`` on token-id batches; by
-    default they are :func:`default_views` of ``processing_class``.
+    default they are :func:`default_views` of ``processing_class``. Views with a ``manual_seed`` method
+    (the ``hf_genomics.data.augment`` classes) are reseeded from ``(args.seed, step, process)`` before
+    every unlabeled batch, so processes draw different views and a resumed run draws the same ones.
     """
 
     # compute_loss returns a per-micro-batch mean: Trainer divides it by the accumulation steps.
@@ -216,10 +217,7 @@ class LayerMatchTrainer(EMATeacherTrainer):
                         "Pass `processing_class` (the tokenizer) for the default weak/strong views, or pass "
                         "both `weak_augment` and `strong_augment`."
                     )
-                # Different augmentation streams per process: ranks see different sequences anyway.
-                default_weak, default_strong = default_views(
-                    self.processing_class, seed=self.args.seed + 1000 * self.args.process_index
-                )
+                default_weak, default_strong = default_views(self.processing_class)
                 weak_augment = weak_augment or default_weak
                 strong_augment = strong_augment or default_strong
         self.weak_augment = weak_augment
@@ -233,6 +231,7 @@ class LayerMatchTrainer(EMATeacherTrainer):
         self._unlabeled_dataloader = None
         self._unlabeled_iterator = None
         self._unlabeled_epoch = 0
+        self._unlabeled_batches_drawn = 0
         # Sums since the last log: L_s, L_u, kept, unlabeled, kept with a true label, correct kept, steps.
         self._ssl_stats = torch.zeros(7, dtype=torch.float64)
 
@@ -283,15 +282,24 @@ class LayerMatchTrainer(EMATeacherTrainer):
             self._unlabeled_dataloader = self.get_unlabeled_dataloader()
             # On resume, continue the unlabeled stream where the checkpointed run left it.
             drawn = self.state.global_step * self.args.gradient_accumulation_steps
+            self._unlabeled_batches_drawn = drawn
             self._sampler_batches = self._unlabeled_sampler.num_used // (
                 self.mu * self.args.per_device_train_batch_size * self.args.world_size
             )
             self._start_unlabeled_epoch(drawn // self._sampler_batches, drawn % self._sampler_batches)
+        self._reseed_views(self._unlabeled_batches_drawn)
+        self._unlabeled_batches_drawn += 1
         try:
             return next(self._unlabeled_iterator)
         except StopIteration:
             self._start_unlabeled_epoch(self._unlabeled_epoch + 1)
             return next(self._unlabeled_iterator)
+
+    def _reseed_views(self, draw: int) -> None:
+        base = ((self.args.seed * 1_000_003 + draw) * 1024 + self.args.process_index) * 2
+        for offset, view in enumerate((self.weak_augment, self.strong_augment)):
+            if hasattr(view, "manual_seed"):
+                view.manual_seed(base + offset)
 
     # ---- Losses ----
 

@@ -6,40 +6,25 @@ from __future__ import annotations
 from pathlib import Path
 
 import datasets
-import numpy as np
 import torch
 from transformers import BertConfig, BertForSequenceClassification
+
+from hf_genomics import NucleotideTokenizer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROM_300_TATA = REPO_ROOT / "data" / "gue" / "prom" / "prom_300_tata"
 
 # NucleotideTokenizer's vocabulary: <cls>=0 <pad>=1 <eos>=2 <unk>=3 A=4 T=5 C=6 G=7 N=8 <mask>=9.
-CLS, PAD, EOS, UNK, MASK = 0, 1, 2, 3, 9
-_LOOKUP = np.full(256, UNK, dtype=np.int64)
-for _base, _id in zip(b"ATCGN", range(4, 9)):
-    _LOOKUP[_base] = _id
-
-
-def encode(sequences: list[str], length: int) -> torch.Tensor:
-    """``<cls> first length-2 nucleotides <eos>`` token ids, one row per (equal-length) sequence."""
-    body = np.frombuffer("".join(s[: length - 2] for s in sequences).encode(), dtype=np.uint8)
-    ids = _LOOKUP[body].reshape(len(sequences), length - 2)
-    framed = np.concatenate([np.full((len(sequences), 1), CLS), ids, np.full((len(sequences), 1), EOS)], axis=1)
-    return torch.from_numpy(framed)
+PAD, MASK = 1, 9
+TOKENIZER = NucleotideTokenizer()
 
 
 def prom_dataset(split: str, start: int, stop: int, length: int = 64) -> datasets.Dataset:
     """Rows ``start:stop`` of a prom_300_tata split, tokenized to ``length`` tokens, with ``labels``."""
     table = datasets.load_dataset("csv", data_files=str(PROM_300_TATA / f"{split}.csv"), split="train")
     rows = table.select(range(start, stop))
-    input_ids = encode(rows["sequence"], length)
-    return datasets.Dataset.from_dict(
-        {
-            "input_ids": input_ids.tolist(),
-            "attention_mask": torch.ones_like(input_ids).tolist(),
-            "labels": rows["label"],
-        }
-    )
+    encoded = TOKENIZER(list(rows["sequence"]), truncation=True, max_length=length)
+    return datasets.Dataset.from_dict({**encoded, "labels": list(rows["label"])})
 
 
 def tiny_bert(seed: int = 0) -> BertForSequenceClassification:
