@@ -14,6 +14,7 @@ import torch.distributed as dist
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import set_seed
 
@@ -79,8 +80,10 @@ class IMWACallback(TrainerCallback):
     of the next episode. One episode is vanilla model weight averaging.
 
     **Compute.** The Trainer's optimizer steps are dealt out to the replicas, so a run costs exactly what the
-    same ``TrainingArguments`` cost without the callback; each replica makes ``max_steps / K`` steps and
-    sees a disjoint ``1/K`` shard of every epoch of the Trainer's shuffled data stream (its own data order).
+    same ``TrainingArguments`` cost without the callback, whatever ``num_episodes`` is: iterating (E > 1)
+    costs the same as averaging once at the end (E = 1) apart from the averaging itself. Each replica makes
+    ``max_steps / K`` steps and sees a disjoint ``1/K`` shard of every epoch of the Trainer's shuffled data
+    stream, i.e. its own data order.
 
     - **Single process** (``K = num_models``): replicas take optimizer steps in turn (global step ``g`` is
       made by replica ``g mod K``), so they see the same learning-rate schedule. At each step end the
@@ -108,6 +111,15 @@ class IMWACallback(TrainerCallback):
     continues mid-episode. Checkpoints must live in ``args.output_dir``. Between episode ends the Trainer's
     model is one replica: align ``eval_steps``/``save_steps`` to :attr:`steps_per_episode` to evaluate and
     publish averages.
+
+    Args:
+        trainer: the ``Trainer`` the callback is added to (it needs the DDP wrapper, the accelerator and the
+            optimizer, which callbacks are not given).
+        num_models: replicas K. Default 2 in one process; with several processes it must be ``None`` or the
+            world size.
+        num_episodes: episodes E (1 = vanilla model weight averaging).
+        optimizer_state: ``"keep"``, ``"reset"`` or ``"average"`` at episode ends.
+        ema_decay: decay per replica step of an EMA of the averaged model; ``None`` for no EMA.
 
     Example::
 
@@ -150,8 +162,9 @@ class IMWACallback(TrainerCallback):
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
         self._model = self.trainer.accelerator.unwrap_model(self.trainer.model)
         self._optimizer = getattr(optimizer, "optimizer", optimizer)
-        self._params = [p for p in self._model.parameters() if p.requires_grad]
-        self._param_names = [n for n, p in self._model.named_parameters() if p.requires_grad]
+        trainable = [(name, p) for name, p in self._model.named_parameters() if p.requires_grad]
+        self._param_names = [name for name, _ in trainable]
+        self._params = [p for _, p in trainable]
         named_buffers = list(self._model.named_buffers())
         self._buffer_names = [name for name, _ in named_buffers]
         self._buffers = [buffer for _, buffer in named_buffers]
@@ -179,8 +192,6 @@ class IMWACallback(TrainerCallback):
             self._load(os.path.join(args.output_dir, f"checkpoint-{state.global_step}"))
 
     def _start_distributed(self, args, state) -> None:
-        from torch.nn.parallel import DistributedDataParallel
-
         ddp = self.trainer.model_wrapped
         world_size = self.trainer.accelerator.num_processes
         if not isinstance(ddp, DistributedDataParallel):
