@@ -38,6 +38,7 @@ from .metrics import (
 )
 from .data.collator_randommask import DataCollatorForRandomMask, RandomMaskSchedule
 from .hub_cache import publish_to_local_cache
+from .model_card import write_model_card
 from .models.baselines import BaselineConfig, BaselineForSequenceClassification
 from .models.beacon import (
     BeaconConfig,
@@ -107,6 +108,7 @@ __all__ = [
     "BeaconForSequencePairClassification",
     "BeaconForTokenClassification",
     "BeaconModel",
+    "write_model_card",
     "ModelEMA",
     "publish_to_local_cache",
     "EMATeacherTrainer",

@@ -169,3 +169,33 @@ def test_trust_remote_code_without_hf_genomics(tmp_path, tokenizer):
         torch.testing.assert_close(remote["BeaconForMaskedLM"], model(**batch).logits, atol=0, rtol=0)
         torch.testing.assert_close(remote["BeaconModel"], model.beacon(**batch).last_hidden_state, atol=0, rtol=0)
     assert remote["BeaconForSequenceClassification"].shape == (2, 2)
+
+
+def test_write_model_card(tmp_path):
+    from hf_genomics import write_model_card
+
+    BeaconForSequenceClassification(BeaconConfig(**TINY, num_labels=2)).save_pretrained(tmp_path)
+    path = write_model_card(
+        tmp_path,
+        model_name="hf-genomics/beacon-b-ncrna",
+        base_model="hf-genomics/beacon-b",
+        datasets=("nRC",),
+        tags=("rna", "beacon"),
+        training_summary="Fine-tuned on nRC: a test.",
+        metrics={"accuracy": 0.91},
+    )
+    text = path.read_text()
+    front, body = text.split("---\n")[1], text.split("---\n", 2)[2]
+    assert "library_name: transformers" in front and "pipeline_tag: text-classification" in front
+    assert 'license: apache-2.0' in front and '- "nRC"' in front and '- "rna"' in front
+    assert 'base_model: "hf-genomics/beacon-b"' in front
+    assert "# hf-genomics/beacon-b-ncrna" in body and "| accuracy | 0.91 |" in body
+    with pytest.raises(ValueError, match="not a folder"):
+        write_model_card(tmp_path / "missing", model_name="x")
+
+
+def test_shipped_beacon_b_card_has_hub_front_matter(data_dir):
+    text = (data_dir.parent / "model_cards" / "beacon-b.md").read_text()
+    front = text.split("---\n")[1]
+    for field in ("license:", "library_name: transformers", "pipeline_tag: fill-mask", "tags:", "datasets:"):
+        assert field in front
