@@ -1,0 +1,316 @@
+"""Pretrain a BEACON-style encoder with RandomMask (expanding k-mer span masking) through `Trainer`.
+
+Tiny defaults (2 layers, hidden 64, 6-mers, 128 bp chunks of the embedded human chr1 + lambda phage corpus,
+300 steps) finish in a few minutes on 2 CPU cores:
+
+    python examples/run_randommask.py
+    accelerate launch examples/run_randommask.py --output_dir outputs/randommask
+    accelerate launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no --dynamo_backend no \\
+        examples/run_randommask.py --use_cpu
+    torchrun --nproc_per_node 2 examples/run_randommask.py --use_cpu
+
+Other data: `--train_file` (FASTA/FASTA.gz, text with one sequence per line, Parquet with a `sequence`
+column; repeatable), `--dataset_dir` (a Hub dataset folder, e.g. from dataset_scripts/build_pretraining_corpus.py),
+`--streaming` (iterate without loading into memory; needs `--max_steps`, which drives the schedule).
+The held-out loss is measured before and after training with DNABERT's fixed masking (same masks both times),
+so it is comparable across phases; it is printed and saved in `randommask_results.json`. Pass `--eval_strategy steps`
+for Trainer's own evaluation during training (under the current phase's masking).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from datasets import load_dataset
+from torch.utils.data import DataLoader
+from transformers import HfArgumentParser, Trainer, TrainingArguments
+
+from hf_genomics import (
+    BeaconConfig,
+    BeaconForMaskedLM,
+    DataCollatorForRandomMask,
+    KmerTokenizer,
+    RandomMaskCallback,
+    RandomMaskSchedule,
+)
+from hf_genomics.corpus import default_corpus_files
+from hf_genomics.data.pretraining_corpus import build_pretraining_dataset, iterable_pretraining_dataset
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelArguments:
+    k: int = field(default=6, metadata={"help": "k-mer length of the KmerTokenizer."})
+    stride: int = field(default=1, metadata={"help": "1: overlapping k-mers (DNABERT); k: non-overlapping."})
+    position_embedding_type: str = field(default="alibi", metadata={"help": "alibi or absolute."})
+    hidden_size: int = 64
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    intermediate_size: int = 128
+
+
+@dataclass
+class DataArguments:
+    train_file: list[str] | None = field(
+        default=None, metadata={"help": "FASTA(.gz), text (one sequence per line) or Parquet files. Default: embedded corpus."}
+    )
+    dataset_dir: str | None = field(default=None, metadata={"help": "Hub-style dataset folder with train/validation."})
+    streaming: bool = field(default=False, metadata={"help": "Stream the corpus (IterableDataset); needs --max_steps."})
+    max_length: int = field(default=128, metadata={"help": "Longest chunk, in nucleotides."})
+    min_length: int = field(default=16, metadata={"help": "Shortest chunk, in nucleotides."})
+    full_length_fraction: float = field(default=0.5, metadata={"help": "Share of full-length chunks (DNABERT: 0.5)."})
+    validation_fraction: float = field(default=0.02, metadata={"help": "Share of chunks held out for validation."})
+    max_eval_samples: int = field(default=256, metadata={"help": "Held-out chunks used for the loss."})
+    mlm_probability: float = field(default=0.025, metadata={"help": "Probability that a token is a span centre."})
+    schedule: str = field(default="expanding", metadata={"help": "expanding (RandomMask) or fixed (DNABERT)."})
+    boundaries: list[int] | None = field(default=None, metadata={"help": "Mask boundary m per phase (overrides schedule)."})
+    phase_lengths: list[float] | None = field(default=None, metadata={"help": "Relative phase lengths (default equal)."})
+    sample_boundary: bool = field(default=False, metadata={"help": "Draw m per centre uniformly up to the phase's m."})
+    debug_rank_dump: str | None = field(
+        default=None, metadata={"help": "Folder for per-rank JSON: hashes of the batches seen and of the final weights."}
+    )
+
+
+@dataclass
+class RandomMaskTrainingArguments(TrainingArguments):
+    output_dir: str | None = field(default="outputs/randommask")
+    max_steps: int = field(default=300)
+    per_device_train_batch_size: int = field(default=16)
+    per_device_eval_batch_size: int = field(default=32)
+    learning_rate: float = field(default=1e-3)
+    warmup_steps: float = field(default=0.05)
+    weight_decay: float = field(default=0.01)
+    logging_steps: float = field(default=20)
+    save_strategy: str = field(default="no")
+    dataloader_num_workers: int = field(default=0)
+
+
+def load_corpus(data_args: DataArguments, seed: int):
+    """(train, validation) datasets with a `sequence` column."""
+    if data_args.dataset_dir is not None:
+        if data_args.train_file:
+            raise ValueError("Pass either --train_file or --dataset_dir, not both.")
+        corpus = load_dataset(data_args.dataset_dir, streaming=data_args.streaming)
+        missing = [split for split in ("train", "validation") if split not in corpus]
+        if missing:
+            raise ValueError(f"{data_args.dataset_dir} lacks the split(s) {missing}; it has {list(corpus)}.")
+        return corpus["train"], corpus["validation"]
+    paths = data_args.train_file or [str(path) for path in default_corpus_files("dna")]
+    chunking = dict(
+        max_length=data_args.max_length,
+        min_length=data_args.min_length,
+        full_length_fraction=data_args.full_length_fraction,
+        validation_fraction=data_args.validation_fraction,
+        seed=seed,
+    )
+    build = iterable_pretraining_dataset if data_args.streaming else build_pretraining_dataset
+    return build(paths, split="train", **chunking), build(paths, split="validation", **chunking)
+
+
+def make_schedule(data_args: DataArguments, tokenizer) -> RandomMaskSchedule | str:
+    if data_args.boundaries is None:
+        if data_args.phase_lengths is not None or data_args.sample_boundary:
+            return RandomMaskSchedule(
+                DataCollatorForRandomMask(tokenizer, schedule=data_args.schedule).schedule.boundaries,
+                phase_lengths=data_args.phase_lengths,
+                sample_boundary=data_args.sample_boundary,
+            )
+        return data_args.schedule
+    return RandomMaskSchedule(tuple(data_args.boundaries), data_args.phase_lengths, data_args.sample_boundary)
+
+
+@torch.no_grad()
+def heldout_loss(model, dataset, tokenizer, data_args: DataArguments, batch_size: int, seed: int) -> float:
+    """Masked-token loss under DNABERT's fixed masking with a fresh, identically seeded collator, so calls
+    before and after training score the same masks. Every process scores the whole (small) held-out set.
+
+    Not `Trainer.evaluate`: called before `train()` in a multi-process run, it marks the model as prepared
+    by accelerate, and `train()` then skips the DDP wrapping (ranks silently train apart).
+    """
+    fixed = DataCollatorForRandomMask(tokenizer, mlm_probability=data_args.mlm_probability, schedule="fixed", seed=seed)
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=fixed):
+        batch = {key: value.to(model.device) for key, value in batch.items()}
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        losses = torch.nn.functional.cross_entropy(
+            logits.flatten(0, 1), batch["labels"].flatten(), ignore_index=-100, reduction="sum"
+        )
+        total, count = total + losses.item(), count + int((batch["labels"] != -100).sum())
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+class BatchRecorder:
+    """Hashes the uncorrupted ids of every training batch this process's model sees (for --debug_rank_dump)."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.hashes: list[str] = []
+        model.register_forward_pre_hook(self._record, with_kwargs=True)
+
+    def _record(self, module, args, kwargs):
+        if module.training and "labels" in kwargs:
+            labels, input_ids = kwargs["labels"], kwargs["input_ids"]
+            original = torch.where(labels != -100, labels, input_ids)
+            self.hashes.append(hashlib.sha256(original.cpu().numpy().tobytes()).hexdigest())
+
+
+def weights_hash(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def model_card(data_args: DataArguments, model_args: ModelArguments, training_args, collator, results) -> str:
+    sources = data_args.dataset_dir or ", ".join(data_args.train_file or [p.name for p in default_corpus_files("dna")])
+    schedule = collator.schedule
+    return f"""---
+library_name: transformers
+license: apache-2.0
+pipeline_tag: fill-mask
+tags:
+- dna
+- hf_genomics
+- randommask
+---
+
+# BEACON-style encoder pretrained with RandomMask
+
+A `BeaconForMaskedLM` ({model_args.num_hidden_layers} layers, hidden {model_args.hidden_size},
+{model_args.position_embedding_type} positions) with a `KmerTokenizer(k={model_args.k}, stride={model_args.stride})`,
+pretrained with RandomMask (Liang et al., 2023, "Rethinking the BERT-like Pretraining for DNA Sequences")
+by `examples/run_randommask.py` of hf_genomics.
+
+## Training data
+
+{sources}: upper-cased, split at runs of N, cut DNABERT-style into chunks of {data_args.min_length}-{data_args.max_length} bp
+({data_args.full_length_fraction:.0%} full length), {data_args.validation_fraction:.0%} held out.
+
+## Masking schedule
+
+Span centres with probability {collator.mlm_probability}; mask boundary m per phase {list(schedule.boundaries)},
+relative phase lengths {list(schedule.phase_lengths)}{", m drawn per centre" if schedule.sample_boundary else ""};
+80/10/10 corruption. {training_args.max_steps} steps, batch {training_args.per_device_train_batch_size} per device,
+learning rate {training_args.learning_rate}.
+
+## Results
+
+Held-out masked-LM loss (DNABERT fixed masking): {results["heldout_loss_before"]:.4f} before, {results["heldout_loss_after"]:.4f} after training.
+
+## Use
+
+```python
+from transformers import AutoModelForMaskedLM, AutoTokenizer
+import hf_genomics  # registers the model and tokenizer classes
+model = AutoModelForMaskedLM.from_pretrained("path/to/this/folder")
+tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")
+```
+"""
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = HfArgumentParser((ModelArguments, DataArguments, RandomMaskTrainingArguments))
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING)
+    if data_args.streaming and training_args.max_steps <= 0:
+        raise ValueError("--streaming needs --max_steps > 0: the schedule's phases are fractions of max_steps.")
+
+    tokenizer = KmerTokenizer(k=model_args.k, stride=model_args.stride)
+    train_dataset, eval_dataset = load_corpus(data_args, training_args.seed)
+    model_max_tokens = data_args.max_length + 2  # framing; k-mers never outnumber nucleotides
+
+    def tokenize(batch):
+        return tokenizer(batch["sequence"], truncation=True, max_length=model_max_tokens)
+
+    columns = list(train_dataset.column_names or ["sequence", "source"])
+    with training_args.main_process_first(desc="tokenizing"):
+        train_dataset = train_dataset.map(tokenize, batched=True, remove_columns=columns)
+        eval_dataset = eval_dataset.map(tokenize, batched=True, remove_columns=columns)
+        if data_args.streaming:
+            eval_dataset = eval_dataset.take(data_args.max_eval_samples)
+        else:
+            eval_dataset = eval_dataset.select(range(min(data_args.max_eval_samples, len(eval_dataset))))
+
+    config = BeaconConfig(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        hidden_size=model_args.hidden_size,
+        num_hidden_layers=model_args.num_hidden_layers,
+        num_attention_heads=model_args.num_attention_heads,
+        intermediate_size=model_args.intermediate_size,
+        position_embedding_type=model_args.position_embedding_type,
+        max_position_embeddings=model_max_tokens if model_args.position_embedding_type == "absolute" else None,
+    )
+    torch.manual_seed(training_args.seed)
+    model = BeaconForMaskedLM(config)
+
+    collator = DataCollatorForRandomMask(
+        tokenizer,
+        mlm_probability=data_args.mlm_probability,
+        schedule=make_schedule(data_args, tokenizer),
+        seed=training_args.seed,
+    )
+    if data_args.streaming:
+        # Let accelerate shard the stream per process instead of reading everything on rank 0 and sending it.
+        training_args.accelerator_config.dispatch_batches = False
+    callback = RandomMaskCallback(collator)
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=collator,
+        processing_class=tokenizer,
+    )
+    # First, so reporting integrations (report_to) also record the masking metrics.
+    trainer.callback_handler.callbacks.insert(0, callback)
+    recorder = BatchRecorder(model) if data_args.debug_rank_dump else None
+
+    def score():
+        return heldout_loss(model, eval_dataset, tokenizer, data_args, training_args.per_device_eval_batch_size, 1234)
+
+    results = {"heldout_loss_before": score()}
+    train_output = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    results["heldout_loss_after"] = score()
+    results["train_loss"] = train_output.training_loss
+    results["schedule"] = {"boundaries": list(collator.schedule.boundaries), "phase_lengths": list(collator.schedule.phase_lengths)}
+    results["masking_log"] = [
+        {key: entry[key] for key in entry if key == "step" or key.startswith("randommask_")}
+        for entry in trainer.state.log_history
+        if "randommask_phase" in entry
+    ]
+    logger.info("held-out loss %.4f -> %.4f", results["heldout_loss_before"], results["heldout_loss_after"])
+
+    trainer.save_model(training_args.output_dir)
+    if trainer.is_world_process_zero():
+        output_dir = Path(training_args.output_dir)
+        (output_dir / "README.md").write_text(model_card(data_args, model_args, training_args, collator, results))
+        (output_dir / "randommask_results.json").write_text(json.dumps(results, indent=2))
+    if recorder is not None:
+        rank = training_args.process_index
+        dump = {
+            "rank": rank,
+            "world_size": torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1,
+            "batch_hashes": recorder.hashes,
+            "weights_hash": weights_hash(trainer.model),
+            "collator_statistics": collator.statistics(),
+            **results,
+        }
+        Path(data_args.debug_rank_dump).mkdir(parents=True, exist_ok=True)
+        (Path(data_args.debug_rank_dump) / f"rank{rank}.json").write_text(json.dumps(dump, indent=2))
+    print(json.dumps({key: results[key] for key in ("heldout_loss_before", "heldout_loss_after", "train_loss")}))
+    return results
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
