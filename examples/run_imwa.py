@@ -7,9 +7,11 @@ in a seeded random order, keep ``500 * ratio^(-i/12)`` sequences (exponential pr
 largest class is ``ratio`` times the smallest. The nRC test set stays balanced (200 per family). Reported:
 balanced accuracy and macro-F1 (scikit-learn).
 
-Every method makes the same optimizer steps on the same batches, so compute is equal. An EMA does not change
-training, so two runs give the four rows: a plain run (its model, and its EMA) and an IMWA run (its average,
-and the EMA of the average). ``--with_mwa`` adds a one-episode run (vanilla model weight averaging).
+``--runs`` picks training runs; each reports its model and its EMA (an EMA does not change training):
+``plain`` (one model: rows plain, ema), ``imwa`` (rows imwa, imwa_ema) and ``mwa`` (one episode: vanilla model
+weight averaging) make the same optimizer steps on the same batches, so their compute is equal and each of
+the K replicas makes 1/K of the steps; ``imwa_kx`` and ``mwa_kx`` give every replica as many steps as the
+plain run (K x the compute: the paper's "same cost as vanilla MWA" setting).
 Default model: the BEACON CNN baseline on `NucleotideTokenizer` ids; ``--model beacon`` uses a tiny BEACON-B.
 Each run's model (and EMA) is saved as a Hub-ready folder under ``output_dir``.
 """
@@ -36,7 +38,6 @@ from hf_genomics import (
 )
 
 logger = logging.getLogger(__name__)
-METHODS = ("plain", "ema", "imwa", "imwa_ema")
 
 
 @dataclass
@@ -56,7 +57,7 @@ class IMWAExampleArguments:
     num_models: int = field(default=2, metadata={"help": "IMWA replicas K."})
     num_episodes: int = field(default=6, metadata={"help": "IMWA episodes E."})
     ema_decay: float = field(default=0.99, metadata={"help": "EMA decay per replica step."})
-    with_mwa: bool = field(default=False, metadata={"help": "Also run IMWA with one episode (vanilla MWA)."})
+    runs: str = field(default="plain,imwa", metadata={"help": "Comma-separated: plain, imwa, mwa, imwa_kx, mwa_kx."})
     threads: int = field(default=1, metadata={"help": "torch threads (the machine may be shared)."})
 
 
@@ -80,14 +81,14 @@ def long_tailed_indices(labels: np.ndarray, ratio: float, head_size: int, seed: 
 
 def build_model(args: IMWAExampleArguments, num_labels: int, tokenizer: NucleotideTokenizer):
     if args.model == "cnn":
-        config = BaselineConfig(architecture="cnn", vocab_size=tokenizer.vocab_size, embedding_dim=args.embedding_dim,
-                                hidden_size=args.hidden_size, kernel_size=9, num_layers=3, pad_token_id=tokenizer.pad_token_id,
-                                num_labels=num_labels)
+        config = BaselineConfig(architecture="cnn", vocab_size=tokenizer.vocab_size,
+                                embedding_dim=args.embedding_dim, hidden_size=args.hidden_size, kernel_size=9,
+                                num_layers=3, pad_token_id=tokenizer.pad_token_id, num_labels=num_labels)
         return BaselineForSequenceClassification(config)
     if args.model == "beacon":
         config = BeaconConfig(vocab_size=tokenizer.vocab_size, hidden_size=args.hidden_size, num_hidden_layers=2,
-                              num_attention_heads=4, intermediate_size=2 * args.hidden_size, pad_token_id=tokenizer.pad_token_id,
-                              num_labels=num_labels)
+                              num_attention_heads=4, intermediate_size=2 * args.hidden_size,
+                              pad_token_id=tokenizer.pad_token_id, num_labels=num_labels)
         return BeaconForSequenceClassification(config)
     raise ValueError(f"--model must be 'cnn' or 'beacon', got {args.model!r}.")
 
@@ -98,11 +99,14 @@ def compute_metrics(prediction) -> dict[str, float]:
             "macro_f1": f1_score(prediction.label_ids, predicted, average="macro")}
 
 
-def run(args, name, train, test, num_labels, tokenizer, seed, imwa_settings) -> dict[str, dict[str, float]]:
-    """One training run with an IMWACallback (``num_models=1`` is plain training); its model's and EMA's metrics."""
+def run(args, name, train, test, num_labels, tokenizer, seed, imwa_settings, compute) -> dict[str, dict[str, float]]:
+    """One training run with an IMWACallback (``num_models=1`` is plain training); its model's and EMA's metrics.
+
+    ``compute`` multiplies the plain run's optimizer steps.
+    """
     set_seed(seed)
     output_dir = Path(args.output_dir) / name
-    steps = args.num_train_epochs * math.ceil(len(train) / args.batch_size)
+    steps = compute * args.num_train_epochs * math.ceil(len(train) / args.batch_size)
     training_args = TrainingArguments(
         output_dir=str(output_dir), max_steps=steps, per_device_train_batch_size=args.batch_size,
         per_device_eval_batch_size=128, learning_rate=args.learning_rate, lr_scheduler_type="cosine",
@@ -138,10 +142,13 @@ def main():
     test_ids = tokenizer(test_seqs, truncation=True, max_length=args.max_length)["input_ids"]
     test = [{"input_ids": ids, "labels": families.index(n)} for ids, n in zip(test_ids, test_names)]
 
-    runs = {"plain": {"num_models": 1, "num_episodes": 1},
-            "imwa": {"num_models": args.num_models, "num_episodes": args.num_episodes}}
-    if args.with_mwa:
-        runs["mwa"] = {"num_models": args.num_models, "num_episodes": 1}
+    k, e = args.num_models, args.num_episodes
+    available = {"plain": ({"num_models": 1, "num_episodes": 1}, 1), "imwa": ({"num_models": k, "num_episodes": e}, 1),
+                 "mwa": ({"num_models": k, "num_episodes": 1}, 1), "imwa_kx": ({"num_models": k, "num_episodes": e}, k),
+                 "mwa_kx": ({"num_models": k, "num_episodes": 1}, k)}
+    names = args.runs.split(",")
+    if not set(names) <= set(available):
+        raise ValueError(f"--runs takes a comma-separated subset of {sorted(available)}, got {args.runs!r}.")
     results = []
     for ratio in [float(r) for r in args.imbalance_ratios.split(",")]:
         for seed in [int(s) for s in args.seeds.split(",")]:
@@ -149,9 +156,10 @@ def main():
             train = [{"input_ids": train_ids[i], "labels": int(train_labels[i])} for i in keep]
             counts = np.bincount(train_labels[keep], minlength=len(families))
             logger.info(f"ratio {ratio:g} seed {seed}: {len(train)} training sequences, class sizes {sorted(counts)}")
-            for method, settings in runs.items():
+            for method in names:
+                settings, compute = available[method]
                 metrics = run(args, f"ratio{ratio:g}_seed{seed}_{method}", train, test, len(families), tokenizer,
-                              seed, settings)
+                              seed, settings, compute)
                 ema_name = "ema" if method == "plain" else f"{method}_ema"
                 for name, key in ((method, "model"), (ema_name, "ema")):
                     results.append({"ratio": ratio, "seed": seed, "method": name, **metrics[key]})
