@@ -38,6 +38,7 @@ from hf_genomics import (
     KmerTokenizer,
     RandomMaskCallback,
     RandomMaskSchedule,
+    write_model_card,
 )
 from hf_genomics.corpus import default_corpus_files
 from hf_genomics.data.pretraining_corpus import build_pretraining_dataset, iterable_pretraining_dataset
@@ -171,51 +172,27 @@ def weights_hash(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def model_card(data_args: DataArguments, model_args: ModelArguments, training_args, collator, results) -> str:
+def training_summary(data_args: DataArguments, model_args: ModelArguments, training_args, collator) -> str:
     sources = data_args.dataset_dir or ", ".join(data_args.train_file or [p.name for p in default_corpus_files("dna")])
     schedule = collator.schedule
-    return f"""---
-library_name: transformers
-license: apache-2.0
-pipeline_tag: fill-mask
-tags:
-- dna
-- hf_genomics
-- randommask
----
-
-# BEACON-style encoder pretrained with RandomMask
-
-A `BeaconForMaskedLM` ({model_args.num_hidden_layers} layers, hidden {model_args.hidden_size},
-{model_args.position_embedding_type} positions) with a `KmerTokenizer(k={model_args.k}, stride={model_args.stride})`,
-pretrained with RandomMask (Liang et al., 2023, "Rethinking the BERT-like Pretraining for DNA Sequences")
-by `examples/run_randommask.py` of hf_genomics.
+    return f"""A `BeaconForMaskedLM` ({model_args.num_hidden_layers} layers, hidden {model_args.hidden_size}, \
+{model_args.position_embedding_type} positions) with `KmerTokenizer(k={model_args.k}, stride={model_args.stride})`, \
+pretrained with RandomMask (Liang et al., 2023, "Rethinking the BERT-like Pretraining for DNA Sequences") by \
+hf_genomics' `examples/run_randommask.py`.
 
 ## Training data
 
-{sources}: upper-cased, split at runs of N, cut DNABERT-style into chunks of {data_args.min_length}-{data_args.max_length} bp
-({data_args.full_length_fraction:.0%} full length), {data_args.validation_fraction:.0%} held out.
+{sources}: upper-cased (soft-masked repeats included), split at runs of N, cut DNABERT-style into chunks of \
+{data_args.min_length}-{data_args.max_length} bp ({data_args.full_length_fraction:.0%} full length), \
+{data_args.validation_fraction:.0%} of the chunks held out.
 
 ## Masking schedule
 
-Span centres with probability {collator.mlm_probability}; mask boundary m per phase {list(schedule.boundaries)},
-relative phase lengths {list(schedule.phase_lengths)}{", m drawn per centre" if schedule.sample_boundary else ""};
-80/10/10 corruption. {training_args.max_steps} steps, batch {training_args.per_device_train_batch_size} per device,
-learning rate {training_args.learning_rate}.
-
-## Results
-
-Held-out masked-LM loss (DNABERT fixed masking): {results["heldout_loss_before"]:.4f} before, {results["heldout_loss_after"]:.4f} after training.
-
-## Use
-
-```python
-from transformers import AutoModelForMaskedLM, AutoTokenizer
-import hf_genomics  # registers the model and tokenizer classes
-model = AutoModelForMaskedLM.from_pretrained("path/to/this/folder")
-tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")
-```
-"""
+Span centres drawn with probability {collator.mlm_probability}; mask boundary m per phase \
+{list(schedule.boundaries)} with relative phase lengths {list(schedule.phase_lengths)}\
+{" (m drawn per centre up to the phase's boundary)" if schedule.sample_boundary else ""}; 80/10/10 corruption. \
+{training_args.max_steps} steps, batch {training_args.per_device_train_batch_size} per device, learning rate \
+{training_args.learning_rate}. The held-out loss below uses DNABERT's fixed masking (m = {collator.min_span})."""
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -293,9 +270,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     trainer.save_model(training_args.output_dir)
     if trainer.is_world_process_zero():
-        output_dir = Path(training_args.output_dir)
-        (output_dir / "README.md").write_text(model_card(data_args, model_args, training_args, collator, results))
-        (output_dir / "randommask_results.json").write_text(json.dumps(results, indent=2))
+        write_model_card(
+            training_args.output_dir,
+            model_name=Path(training_args.output_dir).name,
+            tags=["dna", "randommask", "masked-language-modeling"],
+            training_summary=training_summary(data_args, model_args, training_args, collator),
+            metrics={key: round(results[key], 4) for key in ("heldout_loss_before", "heldout_loss_after")},
+        )
+        (Path(training_args.output_dir) / "randommask_results.json").write_text(json.dumps(results, indent=2))
     if recorder is not None:
         rank = training_args.process_index
         dump = {
