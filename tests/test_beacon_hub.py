@@ -31,7 +31,9 @@ from hf_genomics import (
 from hf_genomics.io.fasta import read_fasta
 from hf_genomics.models.beacon.modeling_beacon import alibi_slopes
 
-TINY = dict(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, intermediate_size=64, pairwise_num_blocks=1)
+TINY = dict(
+    num_hidden_layers=2, hidden_size=32, num_attention_heads=4, intermediate_size=64, pairwise_channels=8, pairwise_num_blocks=1
+)
 ALL_AUTO_CLASSES = [
     "AutoConfig",
     "AutoModel",

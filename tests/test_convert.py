@@ -11,7 +11,6 @@ from transformers import AutoModel, AutoModelForMaskedLM, BertConfig, BertForMas
 
 from hf_genomics import BeaconForMaskedLM, KmerTokenizer, NucleotideTokenizer
 from hf_genomics.convert import convert_checkpoint
-from hf_genomics.convert.__main__ import main as convert_main
 from hf_genomics.io.fasta import read_fasta
 from hf_genomics.models.beacon.modeling_beacon import alibi_slopes
 
@@ -28,7 +27,7 @@ def test_dnabert_conversion_matches_transformers_bert(tmp_path, dna):
     torch.manual_seed(0)
     bert = BertForMaskedLM(BertConfig(vocab_size=4101, max_position_embeddings=128, **SIZES)).eval()
     bert.save_pretrained(tmp_path / "dnabert")
-    convert_main(["dnabert", str(tmp_path / "dnabert"), str(tmp_path / "converted")])
+    convert_checkpoint("dnabert", tmp_path / "dnabert", tmp_path / "converted")
     beacon = AutoModelForMaskedLM.from_pretrained(tmp_path / "converted").eval()
     assert isinstance(beacon, BeaconForMaskedLM)
     assert beacon.config.position_embedding_type == "absolute" and beacon.config.vocab_size == 4101
