@@ -77,7 +77,7 @@ def kmer6():
 def test_span_is_dnabert_interval_and_clipped():
     centres = torch.zeros(1, 20)
     centres[0, [1, 10, 19]] = 1
-    masked = DataCollatorForRandomMask._dilate(centres, torch.full((1, 20), 6))
+    masked = DataCollatorForRandomMask._dilate(centres, 6)
     # [i-2, i+3] around 1, 10 and 19, clipped to [0, 19].
     expected = set(range(0, 5)) | set(range(8, 14)) | {17, 18, 19}
     assert set(torch.nonzero(masked[0]).flatten().tolist()) == expected
@@ -245,3 +245,24 @@ def test_dataloader_workers_follow_progress_through_shared_memory(kmer6, lambda_
     runs = [length for batch in late[-2:] for length in masked_run_lengths(batch["labels"], batch["attention_mask"])]
     assert min(runs) >= 14  # m = 14
     assert not torch.equal(first["labels"], late[0]["labels"])
+
+
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+def test_padding_matches_tokenizer_pad(lambda_sequences, padding_side):
+    tokenizer = KmerTokenizer(k=6, stride=1)
+    tokenizer.padding_side = padding_side
+    encodings = [tokenizer(sequence, return_special_tokens_mask=True) for sequence in lambda_sequences]
+    reference = tokenizer.pad(deepcopy(encodings), pad_to_multiple_of=8, return_tensors="pt")
+    collator = DataCollatorForRandomMask(
+        tokenizer, pad_to_multiple_of=8, mask_replace_prob=1.0, random_replace_prob=0.0, seed=0
+    )
+    for examples in (deepcopy(encodings), [{"input_ids": torch.tensor(e["input_ids"])} for e in encodings]):
+        batch = collator(examples)
+        assert batch["input_ids"].shape == reference["input_ids"].shape and batch["input_ids"].shape[1] % 8 == 0
+        assert torch.equal(batch["attention_mask"], reference["attention_mask"])
+        masked = batch["labels"] != -100
+        assert torch.equal(torch.where(masked, batch["labels"], batch["input_ids"]), reference["input_ids"])
+        assert (batch["input_ids"][masked] == tokenizer.mask_token_id).all()
+    # Fields the collator does not know go through tokenizer.pad.
+    with_extra = [{**encoding, "token_type_ids": [0] * len(encoding["input_ids"])} for encoding in encodings]
+    assert collator(with_extra)["token_type_ids"].shape == reference["input_ids"].shape

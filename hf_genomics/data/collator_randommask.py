@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
+from functools import lru_cache
+from itertools import chain
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -18,8 +21,19 @@ _MAX_STATISTIC_WRITERS = 64
 # Distributed ranks draw from different generator streams (seed + worker id, as in
 # DataCollatorForLanguageModeling, plus this stride times the rank).
 _RANK_SEED_STRIDE = 10_000
+# Example fields the collator pads itself; anything else goes through tokenizer.pad.
+_PADDED_KEYS = frozenset({"input_ids", "attention_mask", "special_tokens_mask"})
 _BATCHES, _SEQUENCES, _MASKABLE, _MASKED, _HIDDEN = range(5)
 _NUM_COUNTERS = 5
+
+
+@lru_cache(maxsize=256)
+def _covering_tokens(length: int, k: int, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each nucleotide of ``length`` token positions, the first covering token and one past the last."""
+    nucleotide = torch.arange((length - 1) * stride + k)
+    first = torch.div(nucleotide - k + stride, stride, rounding_mode="floor").clamp(0, length)
+    last = torch.div(nucleotide, stride, rounding_mode="floor").clamp(max=length - 1) + 1
+    return first, last
 
 
 @dataclass(frozen=True)
@@ -77,6 +91,7 @@ class RandomMaskSchedule:
     def min_boundary(self) -> int:
         return min(self.boundaries)
 
+    @lru_cache(maxsize=64)
     def phase_at(self, global_step: int, max_steps: int) -> int:
         """Phase index at ``global_step`` of ``max_steps`` (phase 0 while ``max_steps`` is unknown)."""
         if max_steps <= 0:
@@ -154,6 +169,7 @@ class DataCollatorForRandomMask(DataCollatorForLanguageModeling):
             raise ValueError(f"The tokenizer vocabulary has no {k}-mer tokens made of A/C/G/T to draw random replacements from.")
         self._special_ids = torch.tensor(sorted(set(self.tokenizer.all_special_ids)), dtype=torch.long)
         self._mask_token_id = self.tokenizer.convert_tokens_to_ids(self.tokenizer.mask_token)
+        self._pad_token_id = self.tokenizer.pad_token_id
 
         # Shared memory: forked or spawned DataLoader workers keep references to these very buffers, so the
         # callback's progress updates reach them and their statistics reach the callback.
@@ -210,6 +226,42 @@ class DataCollatorForRandomMask(DataCollatorForLanguageModeling):
         self.generator = torch.Generator().manual_seed(seed)
         self._generator_pid = os.getpid()
 
+    # ----- padding -----
+
+    def torch_call(self, examples: list) -> dict[str, torch.Tensor]:
+        ids_only = not isinstance(examples[0], Mapping)
+        if not ids_only and any(set(example) - _PADDED_KEYS for example in examples):
+            return super().torch_call(examples)  # other fields: let the tokenizer pad them
+        rows = examples if ids_only else [example["input_ids"] for example in examples]
+        input_ids, filled = self._pad(rows, self._pad_token_id)
+        batch = {"input_ids": input_ids} if ids_only else {"input_ids": input_ids, "attention_mask": filled.long()}
+        special_tokens_mask = None
+        if not ids_only and "special_tokens_mask" in examples[0]:
+            special_tokens_mask = self._pad([example["special_tokens_mask"] for example in examples], 1)[0]
+        batch["input_ids"], batch["labels"] = self.torch_mask_tokens(batch["input_ids"], special_tokens_mask)
+        return batch
+
+    def _pad(self, rows: list, value: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pads id lists as ``tokenizer.pad`` does (``padding_side``, ``pad_to_multiple_of``) in one scatter, since
+        the tokenizer's per-example Python padding costs more than the masking itself; also returns where the
+        values went (the attention mask)."""
+        if self._pad_token_id is None:
+            raise ValueError("Padding needs a tokenizer with a pad token.")
+        lengths = torch.tensor([len(row) for row in rows])
+        width = int(lengths.max())
+        if self.pad_to_multiple_of:
+            width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        if isinstance(rows[0], torch.Tensor):
+            flat = torch.cat([row.long().flatten() for row in rows])
+        else:
+            flat = torch.tensor(list(chain.from_iterable(rows)), dtype=torch.long)
+        positions = torch.arange(width).expand(len(rows), width)
+        if self.tokenizer.padding_side == "left":
+            filled = positions >= width - lengths[:, None]
+        else:
+            filled = positions < lengths[:, None]
+        return torch.full((len(rows), width), value, dtype=torch.long).masked_scatter_(filled, flat), filled
+
     # ----- masking -----
 
     def torch_mask_tokens(
@@ -219,8 +271,8 @@ class DataCollatorForRandomMask(DataCollatorForLanguageModeling):
         if self.seed is not None and self._generator_pid != os.getpid():
             self.create_rng()
         maskable = ~torch.isin(inputs, self._special_ids)
-        if self.tokenizer.pad_token_id is not None:
-            maskable &= inputs != self.tokenizer.pad_token_id
+        if self._pad_token_id is not None:
+            maskable &= inputs != self._pad_token_id
         if special_tokens_mask is not None:
             maskable &= ~torch.as_tensor(special_tokens_mask, dtype=torch.bool)
 
@@ -232,29 +284,31 @@ class DataCollatorForRandomMask(DataCollatorForLanguageModeling):
         if self.schedule.sample_boundary:
             span = torch.randint(self.schedule.min_boundary, boundary + 1, inputs.shape, generator=self.generator)
         else:
-            span = torch.full(inputs.shape, boundary)
+            span = boundary
         masked = self._dilate(centres, span) & maskable
 
-        labels = inputs.clone()
-        labels[~masked] = -100
+        # masked_fill_/where/take rather than boolean or advanced indexing: several times faster on CPU.
+        labels = inputs.masked_fill(~masked, -100)
         replaced = torch.bernoulli(torch.full(inputs.shape, self.mask_replace_prob), generator=self.generator).bool()
         replaced &= masked
-        inputs[replaced] = self._mask_token_id
+        original = inputs.clone()
+        inputs.masked_fill_(replaced, self._mask_token_id)
         if self.mask_replace_prob < 1 and self.random_replace_prob > 0:
             random_share = self.random_replace_prob / (1 - self.mask_replace_prob)
             randomised = torch.bernoulli(torch.full(inputs.shape, random_share), generator=self.generator).bool()
             randomised &= masked & ~replaced
-            random_kmers = self._kmer_ids[
+            random_kmers = self._kmer_ids.take(
                 torch.randint(len(self._kmer_ids), inputs.shape, generator=self.generator)
-            ]
-            inputs[randomised] = random_kmers[randomised]
+            )
+            torch.where(randomised, random_kmers, inputs, out=inputs)
 
-        self._record(phase, torch.where(masked, labels, inputs), maskable, masked)
+        self._record(phase, original, maskable, masked)
         return inputs, labels
 
     @staticmethod
-    def _dilate(centres: torch.Tensor, span: torch.Tensor) -> torch.Tensor:
-        """Union of the intervals ``[i - (m-1)//2, i + m//2]`` around every centre ``i`` (width ``m = span[i]``).
+    def _dilate(centres: torch.Tensor, span: torch.Tensor | int) -> torch.Tensor:
+        """Union of the intervals ``[i - (m-1)//2, i + m//2]`` around every centre ``i`` (width ``m``: ``span`` or
+        ``span[i]``).
 
         A difference array: +1 where an interval opens, -1 just after it closes, then a cumulative sum;
         one scatter per side, whatever the number of centres or their widths.
@@ -276,16 +330,14 @@ class DataCollatorForRandomMask(DataCollatorForLanguageModeling):
         the last k-mer overlap nothing and hide themselves. Specials and padding neither hide nor reveal.
         """
         batch, length = input_ids.shape
-        token_length = self._nucleotide_length[input_ids]
+        token_length = self._nucleotide_length.take(input_ids)
         window = token_length == self.k
         single = (token_length == 1) & ~window
         visible = maskable & ~masked
         # Prefix sums over token positions; the nucleotides of the token at position t are [t*stride, t*stride+k-1].
         cumulative_masked = torch.nn.functional.pad((masked & window).long().cumsum(1), (1, 0))
         cumulative_visible = torch.nn.functional.pad((visible & window).long().cumsum(1), (1, 0))
-        nucleotide = torch.arange((length - 1) * self.stride + self.k)
-        first = torch.div(nucleotide - self.k + self.stride, self.stride, rounding_mode="floor").clamp(0, length)
-        last = torch.div(nucleotide, self.stride, rounding_mode="floor").clamp(max=length - 1) + 1
+        first, last = _covering_tokens(length, self.k, self.stride)
         masked_cover = cumulative_masked[:, last] - cumulative_masked[:, first]
         visible_cover = cumulative_visible[:, last] - cumulative_visible[:, first]
         return ((masked_cover > 0) & (visible_cover == 0)).sum(dim=1) + (masked & single).sum(dim=1)

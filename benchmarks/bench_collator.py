@@ -1,0 +1,207 @@
+"""DataCollatorForRandomMask throughput against DNABERT's masking, and its share of a training step.
+
+In one run, on DNABERT-style chunks (up to 510 bp) of the shipped human chr1, tokenized as overlapping 6-mers:
+
+- batches/s of `DataCollatorForRandomMask` (fixed schedule, m = 6: DNABERT's masking) against a reference
+  collate written here the way DNABERT's `run_pretrain.py` does it (`pad_sequence`, then `mask_tokens` with its
+  per-sequence, per-centre loop over the `MASK_LIST` offsets), same inputs (target >= 3x); masking-only times too;
+- the collator's time on a batch of `examples/run_randommask.py`'s defaults (16 chunks of <= 128 bp) as a fraction
+  of one training step (forward, backward, AdamW) of that example's default model on the same batch (target < 5%).
+
+Everything runs with `--threads` torch threads (default 1, what DataLoader workers use). On a loaded machine
+multi-threaded small tensor ops mostly wait for busy cores, which penalises the many small vectorised ops of the
+collator far more than the reference's Python loop.
+
+    python benchmarks/bench_collator.py [--quick] [--threads 1] [--json results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from copy import deepcopy
+
+import torch
+from torch.nn.utils.rnn import pad_sequence
+
+from hf_genomics import (
+    BeaconConfig,
+    BeaconForMaskedLM,
+    DataCollatorForRandomMask,
+    KmerTokenizer,
+    default_corpus_files,
+)
+from hf_genomics.data.pretraining_corpus import pretraining_chunks
+
+TARGETS = {"collator_vs_dnabert": 3.0, "collator_share_of_step": 0.05}
+MASK_LIST = {3: [-1, 1], 4: [-1, 1, 2], 5: [-2, -1, 1, 2], 6: [-2, -1, 1, 2, 3]}
+
+
+def dnabert_mask_tokens(inputs: torch.Tensor, tokenizer, mlm_probability: float):
+    """jerryji1993/DNABERT examples/run_pretrain.py::mask_tokens (global RNG, as there)."""
+    mask_list = MASK_LIST[tokenizer.k]
+    labels = inputs.clone()
+    probability_matrix = torch.full(labels.shape, mlm_probability)
+    special_tokens_mask = [
+        tokenizer.get_special_tokens_mask(val, already_has_special_tokens=True) for val in labels.tolist()
+    ]
+    probability_matrix.masked_fill_(torch.tensor(special_tokens_mask, dtype=torch.bool), value=0.0)
+    probability_matrix.masked_fill_(labels.eq(tokenizer.pad_token_id), value=0.0)
+    masked_indices = torch.bernoulli(probability_matrix).bool()
+    masks = deepcopy(masked_indices)
+    for i, masked_index in enumerate(masks):
+        end = torch.where(probability_matrix[i] != 0)[0].tolist()[-1]
+        mask_centers = set(torch.where(masked_index == 1)[0].tolist())
+        new_centers = deepcopy(mask_centers)
+        for center in mask_centers:
+            for mask_number in mask_list:
+                current_index = center + mask_number
+                if current_index <= end and current_index >= 1:
+                    new_centers.add(current_index)
+        masked_indices[i][list(new_centers)] = True
+    labels[~masked_indices] = -100
+    indices_replaced = torch.bernoulli(torch.full(labels.shape, 0.8)).bool() & masked_indices
+    inputs[indices_replaced] = tokenizer.convert_tokens_to_ids(tokenizer.mask_token)
+    indices_random = torch.bernoulli(torch.full(labels.shape, 0.5)).bool() & masked_indices & ~indices_replaced
+    random_words = torch.randint(len(tokenizer), labels.shape, dtype=torch.long)
+    inputs[indices_random] = random_words[indices_random]
+    return inputs, labels
+
+
+def best_time(function, repeats: int) -> tuple[float, float]:
+    """Best wall-clock and best CPU time over `repeats` runs (CPU time is steadier on a shared machine)."""
+    best_wall, best_cpu = float("inf"), float("inf")
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        function()
+        best_wall, best_cpu = min(best_wall, time.perf_counter() - wall), min(best_cpu, time.process_time() - cpu)
+    return best_wall, best_cpu
+
+
+def encoded_batches(tokenizer, n_batches: int, batch_size: int, max_length: int) -> list[list[dict]]:
+    chunks = [
+        row["sequence"]
+        for row in pretraining_chunks(default_corpus_files("dna")[:1], max_length=max_length, min_length=16, validation_fraction=0)
+    ]
+    needed = n_batches * batch_size
+    sequences = chunks[:: max(1, len(chunks) // needed)][:needed]  # spread along chr1
+    encodings = [{"input_ids": ids} for ids in tokenizer(sequences)["input_ids"]]
+    return [encodings[i : i + batch_size] for i in range(0, len(encodings), batch_size)]
+
+
+def run(quick: bool) -> dict:
+    torch.manual_seed(0)
+    tokenizer = KmerTokenizer(k=6, stride=1)
+    n_batches, repeats = (4, 2) if quick else (16, 3)
+    batches = encoded_batches(tokenizer, n_batches, batch_size=32, max_length=510)
+    collator = DataCollatorForRandomMask(tokenizer, schedule="fixed", seed=0)
+
+    def collate_ours():
+        for batch in batches:
+            collator(batch)
+
+    def collate_dnabert():
+        # DNABERT's collate: a tensor per example, pad_sequence, then mask_tokens.
+        for batch in batches:
+            examples = [torch.tensor(example["input_ids"], dtype=torch.long) for example in batch]
+            input_ids = pad_sequence(examples, batch_first=True, padding_value=tokenizer.pad_token_id)
+            dnabert_mask_tokens(input_ids, tokenizer, 0.025)
+
+    padded = [tokenizer.pad(batch, return_tensors="pt")["input_ids"] for batch in batches]
+
+    def mask_ours():
+        for input_ids in padded:
+            collator.torch_mask_tokens(input_ids.clone())
+
+    def mask_dnabert():
+        for input_ids in padded:
+            dnabert_mask_tokens(input_ids.clone(), tokenizer, 0.025)
+
+    timings = {name: best_time(function, repeats) for name, function in [
+        ("collate_ours", collate_ours), ("collate_dnabert", collate_dnabert),
+        ("mask_ours", mask_ours), ("mask_dnabert", mask_dnabert),
+    ]}  # fmt: skip
+
+    # Share of a training step: the example's default model and batch (16 chunks of <= 128 bp).
+    step_batch = encoded_batches(tokenizer, 1, batch_size=16, max_length=128)[0]
+    config = BeaconConfig(
+        vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, hidden_size=64, num_hidden_layers=2,
+        num_attention_heads=4, intermediate_size=128,
+    )  # fmt: skip
+    model = BeaconForMaskedLM(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    inputs = collator(step_batch)
+
+    def train_step():
+        loss = model(**inputs).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    train_step()  # warm-up
+    step_repeats = 3 if quick else 10
+    timings["train_step"] = best_time(train_step, step_repeats)
+    timings["collate_step_batch"] = best_time(lambda: collator(step_batch), step_repeats)
+
+    n_total = len(batches)
+    results = {
+        "batches": n_total,
+        "batch_shape": list(padded[0].shape),
+        "collate_batches_per_s": {name: n_total / timings[name][0] for name in ("collate_ours", "collate_dnabert")},
+        "timings_s": {name: {"wall": wall, "cpu": cpu} for name, (wall, cpu) in timings.items()},
+        "ratios": {
+            "collator_vs_dnabert": timings["collate_dnabert"][0] / timings["collate_ours"][0],
+            "collator_vs_dnabert_cpu": timings["collate_dnabert"][1] / timings["collate_ours"][1],
+            "masking_only_vs_dnabert": timings["mask_dnabert"][0] / timings["mask_ours"][0],
+            "collator_share_of_step": timings["collate_step_batch"][0] / timings["train_step"][0],
+            "collator_share_of_step_cpu": timings["collate_step_batch"][1] / timings["train_step"][1],
+        },
+        "targets": TARGETS,
+    }
+    return results
+
+
+def print_report(results: dict) -> None:
+    timings, ratios = results["timings_s"], results["ratios"]
+    n = results["batches"]
+    print(
+        f"{n} batches of shape {results['batch_shape']} (6-mers of <= 510 bp human chr1 chunks), best of repeats, "
+        f"{torch.get_num_threads()} torch thread(s)\n"
+    )
+    print("| step | ours: batches/s | DNABERT: batches/s | speed-up (wall) | speed-up (CPU) |")
+    print("|---|---|---|---|---|")
+    for label, ours, reference in (("pad + mask", "collate_ours", "collate_dnabert"), ("mask only", "mask_ours", "mask_dnabert")):
+        wall = timings[reference]["wall"] / timings[ours]["wall"]
+        cpu = timings[reference]["cpu"] / timings[ours]["cpu"]
+        print(f"| {label} | {n / timings[ours]['wall']:.1f} | {n / timings[reference]['wall']:.1f} | {wall:.1f}x | {cpu:.1f}x |")
+    print()
+    print("| default example batch (16 x <= 128 bp) | wall ms | CPU ms |")
+    print("|---|---|---|")
+    for label, name in (("collator", "collate_step_batch"), ("training step (fwd + bwd + AdamW)", "train_step")):
+        print(f"| {label} | {1e3 * timings[name]['wall']:.2f} | {1e3 * timings[name]['cpu']:.2f} |")
+    print()
+    print(f"collator vs DNABERT masking: {ratios['collator_vs_dnabert']:.1f}x (target >= {TARGETS['collator_vs_dnabert']:.0f}x)")
+    print(
+        f"collator share of a training step: {ratios['collator_share_of_step']:.2%} "
+        f"(CPU {ratios['collator_share_of_step_cpu']:.2%}; target < {TARGETS['collator_share_of_step']:.0%})"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer batches and repeats")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (DataLoader workers use 1)")
+    parser.add_argument("--json", help="also write the results to this JSON file")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    results = run(args.quick)
+    results["threads"] = args.threads
+    print_report(results)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
