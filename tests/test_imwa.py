@@ -185,3 +185,17 @@ def test_two_processes_average_at_episode_ends_and_stay_apart_inside(tmp_path):
     # Rank 1's counter was bumped by 100 before the step-3 average; the average took rank 0's.
     assert ranks[1]["pre"][3][0][COUNTER] == ranks[0]["pre"][3][0][COUNTER] + 100
     assert ranks[1]["post"][3][0][COUNTER] == ranks[0]["pre"][3][0][COUNTER]
+
+
+def test_ema_is_evaluated_during_training_and_live_weights_restored(tmp_path):
+    trainer = imwa_ddp.make_trainer(tmp_path, max_steps=4, eval_strategy="steps", eval_steps=2,
+                                    eval_dataset=imwa_ddp.tiny_nrc_dataset()[:8])
+    imwa = IMWACallback(trainer, num_models=2, num_episodes=2, ema_decay=0.5)
+    trainer.add_callback(imwa)
+    trainer.train()
+    logged = {(entry["step"], key) for entry in trainer.state.log_history for key in entry}
+    assert {(2, "eval_loss"), (2, "eval_ema_loss"), (4, "eval_loss"), (4, "eval_ema_loss")} <= logged
+    live = {name: value.clone() for name, value in trainer.model.state_dict().items()}
+    ema_metrics, live_metrics = imwa.evaluate_ema(), trainer.evaluate()
+    assert ema_metrics["eval_ema_loss"] != live_metrics["eval_loss"]
+    assert all(torch.equal(value, trainer.model.state_dict()[name]) for name, value in live.items())

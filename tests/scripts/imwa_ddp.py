@@ -41,13 +41,14 @@ def tiny_resnet(dropout: float = 0.0) -> BaselineForSequenceClassification:
     return BaselineForSequenceClassification(config)
 
 
-def make_trainer(output_dir, max_steps: int, **args) -> Trainer:
+def make_trainer(output_dir, max_steps: int, eval_dataset=None, **args) -> Trainer:
     defaults = dict(per_device_train_batch_size=4, learning_rate=1e-2, save_strategy="no", report_to=[],
                     use_cpu=True, disable_tqdm=True, logging_strategy="no", seed=0)
     return Trainer(
         model=tiny_resnet(args.pop("dropout", 0.0)),
         args=TrainingArguments(output_dir=str(output_dir), max_steps=max_steps, **{**defaults, **args}),
         train_dataset=tiny_nrc_dataset(),
+        eval_dataset=eval_dataset,
         data_collator=DataCollatorWithPadding(NucleotideTokenizer()),
     )
 
