@@ -158,7 +158,7 @@ def test_unlabeled_labels_only_monitor(tmp_path, labeled, unlabeled):
     runs = []
     for name, dataset in (("true", unlabeled), ("flipped", flipped), ("none", unlabeled.remove_columns("labels"))):
         trainer = make_trainer(
-            tmp_path / name, tiny_bert(), labeled, dataset, mu=2, threshold=0.5, args={"logging_steps": 2}
+            tmp_path / name, tiny_bert(), labeled, dataset, mu=2, threshold=0.5, args={"max_steps": 1, "logging_steps": 1}
         )
         trainer.train()
         runs.append((trainer.model.state_dict(), trainer.state.log_history[0]))

@@ -69,17 +69,20 @@ class SemiSupervisedLosses:
 
 class _EpochPermutationSampler(Sampler[int]):
     """A seeded permutation per epoch, trimmed to whole global batches so every rank gets full,
-    disjoint batches; ``skip`` drops the first samples of the current epoch (resume)."""
+    disjoint batches; ``start(epoch, skip_batches)`` can begin mid-epoch (resume)."""
 
     def __init__(self, num_samples: int, global_batch_size: int, seed: int):
         self.num_samples = num_samples
-        self.num_used = num_samples // global_batch_size * global_batch_size
+        self.global_batch_size = global_batch_size
+        self.batches_per_epoch = num_samples // global_batch_size
+        self.num_used = self.batches_per_epoch * global_batch_size
         self.seed = seed
         self.epoch = 0
         self.skip = 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def start(self, epoch: int, skip_batches: int = 0) -> None:
         self.epoch = epoch
+        self.skip = skip_batches * self.global_batch_size
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
@@ -229,6 +232,7 @@ class LayerMatchTrainer(EMATeacherTrainer):
         self.prediction_ema_seen = torch.zeros(self.prediction_ema.shape[0], dtype=torch.bool)
 
         self._unlabeled_dataloader = None
+        self._unlabeled_sampler = None
         self._unlabeled_iterator = None
         self._unlabeled_epoch = 0
         self._unlabeled_batches_drawn = 0
@@ -273,8 +277,7 @@ class LayerMatchTrainer(EMATeacherTrainer):
 
     def _start_unlabeled_epoch(self, epoch: int, skip_batches: int = 0) -> None:
         self._unlabeled_epoch = epoch
-        self._unlabeled_sampler.set_epoch(epoch)
-        self._unlabeled_sampler.skip = skip_batches * self.mu * self.args.per_device_train_batch_size * self.args.world_size
+        self._unlabeled_sampler.start(epoch, skip_batches)
         self._unlabeled_iterator = iter(self._unlabeled_dataloader)
 
     def next_unlabeled_batch(self) -> dict[str, torch.Tensor]:
@@ -283,10 +286,7 @@ class LayerMatchTrainer(EMATeacherTrainer):
             # On resume, continue the unlabeled stream where the checkpointed run left it.
             drawn = self.state.global_step * self.args.gradient_accumulation_steps
             self._unlabeled_batches_drawn = drawn
-            self._sampler_batches = self._unlabeled_sampler.num_used // (
-                self.mu * self.args.per_device_train_batch_size * self.args.world_size
-            )
-            self._start_unlabeled_epoch(drawn // self._sampler_batches, drawn % self._sampler_batches)
+            self._start_unlabeled_epoch(*divmod(drawn, self._unlabeled_sampler.batches_per_epoch))
         self._reseed_views(self._unlabeled_batches_drawn)
         self._unlabeled_batches_drawn += 1
         try:
