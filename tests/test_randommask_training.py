@@ -106,8 +106,8 @@ def test_resume_from_checkpoint_starts_in_the_checkpoint_phase(tmp_path, tokeniz
 LAUNCH_ARGS = [
     "--train_file", LAMBDA, "--max_length", "64", "--min_length", "32", "--validation_fraction", "0.05",
     "--max_eval_samples", "32", "--hidden_size", "32", "--num_attention_heads", "2", "--intermediate_size", "64",
-    # 3-mers (vocabulary 73) so that 20 steps visibly lower the held-out loss.
-    "--k", "3", "--max_steps", "20", "--logging_steps", "4", "--per_device_train_batch_size", "8", "--learning_rate", "5e-3",
+    # 3-mers (vocabulary 73) so that 10 steps visibly lower the held-out loss.
+    "--k", "3", "--max_steps", "10", "--logging_steps", "2", "--per_device_train_batch_size", "8", "--learning_rate", "1e-2",
     "--warmup_steps", "0", "--disable_tqdm", "true", "--use_cpu",
 ]  # fmt: skip
 LAUNCHERS = {
@@ -133,7 +133,7 @@ def test_two_process_launch_trains_in_sync_on_different_data(tmp_path, launcher)
     ranks = [json.loads((dump / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     assert [rank["world_size"] for rank in ranks] == [2, 2]
     # Different data on the two ranks, gradients all-reduced into identical weights.
-    assert len(ranks[0]["batch_hashes"]) == len(ranks[1]["batch_hashes"]) == 20
+    assert len(ranks[0]["batch_hashes"]) == len(ranks[1]["batch_hashes"]) == 10
     assert not set(ranks[0]["batch_hashes"]) & set(ranks[1]["batch_hashes"])
     assert ranks[0]["weights_hash"] == ranks[1]["weights_hash"]
     # Each rank's own collator followed the same schedule.

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import DataCollatorForLanguageModeling
 
@@ -160,14 +161,15 @@ class DataCollatorForRandomMask(DataCollatorForLanguageModeling):
         vocab = self.tokenizer.get_vocab()
         size = max(len(self.tokenizer), max(vocab.values()) + 1)
         nucleotide_length = torch.zeros(size, dtype=torch.long)
+        special_ids = set(self.tokenizer.all_special_ids)
         for token, token_id in vocab.items():
-            if token_id not in self.tokenizer.all_special_ids and set(token.upper()) <= _NUCLEOTIDES:
+            if token_id not in special_ids and set(token.upper()) <= _NUCLEOTIDES:
                 nucleotide_length[token_id] = len(token)
         self._nucleotide_length = nucleotide_length
         self._kmer_ids = torch.nonzero(nucleotide_length == k).flatten()
         if self._kmer_ids.numel() == 0:
             raise ValueError(f"The tokenizer vocabulary has no {k}-mer tokens made of A/C/G/T to draw random replacements from.")
-        self._special_ids = torch.tensor(sorted(set(self.tokenizer.all_special_ids)), dtype=torch.long)
+        self._special_ids = torch.tensor(sorted(special_ids), dtype=torch.long)
         self._mask_token_id = self.tokenizer.convert_tokens_to_ids(self.tokenizer.mask_token)
         self._pad_token_id = self.tokenizer.pad_token_id
 
@@ -254,7 +256,7 @@ class DataCollatorForRandomMask(DataCollatorForLanguageModeling):
         if isinstance(rows[0], torch.Tensor):
             flat = torch.cat([row.long().flatten() for row in rows])
         else:
-            flat = torch.tensor(list(chain.from_iterable(rows)), dtype=torch.long)
+            flat = torch.from_numpy(np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum())))
         positions = torch.arange(width).expand(len(rows), width)
         if self.tokenizer.padding_side == "left":
             filled = positions >= width - lengths[:, None]
