@@ -158,6 +158,24 @@ def test_short_real_data_run_loss_falls(tmp_path):
     assert kl[-1] < kl[0]
 
 
+def test_short_real_data_run_does_not_collapse(tmp_path):
+    # Collapse watch: the teacher's per-sample entropy must stay clearly below the entropy of its batch mean
+    # (equal = every sequence gets the same distribution; here uniform, log(16) = 2.77 nats).
+    trainer = make_trainer(tmp_path, max_steps=40, dataset=promoter_dataset(640, length=70),
+                           teacher_momentum_base=0.9, args={"logging_steps": 10, "per_device_train_batch_size": 16})
+    trainer.train()
+    logs = [entry for entry in trainer.state.log_history if "teacher_entropy" in entry]
+    assert len(logs) == 4 and all(entry["teacher_batch_entropy"] - entry["teacher_entropy"] > 0.15 for entry in logs)
+    assert logs[-1]["teacher_batch_entropy"] > 0.5 * math.log(16)  # nor collapsed onto a few dimensions
+    # The [CLS] state of a fresh encoder barely depends on the sequence (why mean pooling is the default).
+    batch = trainer.data_collator([promoter_dataset(64, length=70)[i] for i in range(64)])
+    with torch.no_grad():
+        hidden = tiny_mlm().eval()(**batch, output_hidden_states=True).hidden_states[-1]
+    mean = (hidden * batch["attention_mask"][..., None]).sum(1) / batch["attention_mask"].sum(1, keepdim=True)
+    spread = {name: (x.std(0).mean() / x.std(1).mean()).item() for name, x in (("cls", hidden[:, 0]), ("mean", mean))}
+    assert spread["mean"] > 20 * spread["cls"]
+
+
 def test_bad_inputs_raise(tmp_path):
     trainer = make_trainer(tmp_path)
     batch = trainer.data_collator([promoter_dataset(2)[i] for i in range(2)])
@@ -173,7 +191,7 @@ def test_bad_inputs_raise(tmp_path):
 def test_two_process_torchrun_keeps_teacher_and_centre_identical(tmp_path):
     out_json = tmp_path / "result.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                str(REPO / "tests/scripts/self_distillation_ddp.py"), str(tmp_path), str(out_json)]
     subprocess.run(command, check=True, env=env, cwd=REPO, timeout=300)
     result = json.loads(out_json.read_text())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+import math
 from dataclasses import dataclass
 
 import torch
@@ -12,6 +14,8 @@ from transformers.utils import ModelOutput
 
 from ..data.augment import Compose, PointMutation, RandomMasking, RandomShift, ReverseComplement
 from .trainer_teacher import EMATeacherTrainer, cosine_momentum
+
+logger = logging.getLogger(__name__)
 
 POOLING_MODES = ("cls", "mean")
 
@@ -51,7 +55,9 @@ def default_views(
 
 
 class DINOProjectionHead(nn.Module):
-    """DINO projection head (Caron et al., 2021): MLP, L2-normalised bottleneck, linear map to ``out_dim``."""
+    """DINO projection head (Caron et al., 2021): MLP, L2-normalised bottleneck, then a weight-normalised linear
+    map to ``out_dim`` with unit-norm rows (DINO's ``norm_last_layer=True``), so every output is a cosine
+    similarity in [-1, 1]: the student cannot approach the uniform teacher by shrinking the last layer."""
 
     def __init__(self, in_dim: int, out_dim: int = 256, hidden_dim: int = 256, bottleneck_dim: int = 64):
         super().__init__()
@@ -59,7 +65,7 @@ class DINOProjectionHead(nn.Module):
         self.last_layer = nn.Linear(bottleneck_dim, out_dim, bias=False)
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        return self.last_layer(F.normalize(self.mlp(pooled), dim=-1))
+        return F.linear(F.normalize(self.mlp(pooled), dim=-1), F.normalize(self.last_layer.weight, dim=-1))
 
 
 @dataclass
@@ -77,7 +83,7 @@ class SelfDistillationModel(nn.Module):
     a normal Hub folder.
     """
 
-    def __init__(self, model: nn.Module, head: nn.Module, pooling: str = "cls"):
+    def __init__(self, model: nn.Module, head: nn.Module, pooling: str = "mean"):
         super().__init__()
         if pooling not in POOLING_MODES:
             raise ValueError(f"pooling must be one of {POOLING_MODES}, got {pooling!r}.")
@@ -117,7 +123,8 @@ class SelfDistillationTrainer(EMATeacherTrainer):
 
         ``mlm_loss + distillation_weight * CE(softmax((t - C) / T_t), softmax(s / T_s))``
 
-    over a projection head on the pooled (``"cls"`` or ``"mean"``) last hidden state, with
+    over a projection head on the pooled last hidden state (``"mean"`` over the attended tokens, or ``"cls"``),
+    with
     ``T_t = teacher_temperature`` (0.04), ``T_s = student_temperature`` (0.1) and centre
     ``C <- center_momentum * C + (1 - center_momentum) * mean_batch(t)``, the batch mean all-reduced across
     processes. The teacher (encoder + head) follows the student by EMA with momentum on a cosine schedule from
@@ -125,6 +132,13 @@ class SelfDistillationTrainer(EMATeacherTrainer):
     ``teacher_momentum``, ``teacher_entropy`` (mean per-sample entropy of the teacher distribution) and
     ``teacher_batch_entropy`` (entropy of its batch mean). The two being equal means every sequence gets the
     same teacher output (collapse: to one dimension if near 0, to uniform if near log(projection_dim)).
+
+    Mean pooling is the default because the ``[CLS]`` state of a masked-LM encoder barely depends on the
+    sequence (no loss reaches it): its spread across a batch is ~0.2 % of its spread across features in a fresh
+    BEACON model, against ~16 % for the mean, so the centred [CLS] teacher is uniform from the first step and
+    the distillation term teaches nothing. (FinDNA also mean-pools for fine-tuning.) The teacher is an average
+    of past students: with ``teacher_momentum_base`` 0.996 it keeps ``prod_t m_t`` ~ exp(-0.002 T) of its random
+    initial weights after T steps, so short runs need a lower base (a warning says so).
 
     Differences from the released FinDNA code (``wiedersehne/FinDNA``), which has defects: the MLM loss is a
     cross-entropy on the masked positions only (the original's mask broadcast selected wrong positions, and
@@ -148,7 +162,7 @@ class SelfDistillationTrainer(EMATeacherTrainer):
         teacher_augment=None,
         projection_head: nn.Module | None = None,
         projection_dim: int = 256,
-        pooling: str = "cls",
+        pooling: str = "mean",
         distillation_weight: float = 1.0,
         student_temperature: float = 0.1,
         teacher_temperature: float = 0.04,
@@ -197,6 +211,17 @@ class SelfDistillationTrainer(EMATeacherTrainer):
 
     def teacher_momentum(self, step: int, max_steps: int) -> float:
         return cosine_momentum(step, max_steps, self.teacher_momentum_base, 1.0)
+
+    def update_teacher(self, step: int, max_steps: int) -> None:
+        if step == 1:
+            kept = math.prod(self.teacher_momentum(t, max_steps) for t in range(1, max_steps + 1))
+            if kept > 0.5:
+                logger.warning(
+                    "With teacher_momentum_base=%s over %d steps the EMA teacher keeps %.0f%% of its random initial "
+                    "weights; lower teacher_momentum_base for short runs (0.996 suits ~100k steps).",
+                    self.teacher_momentum_base, max_steps, 100 * kept,
+                )
+        super().update_teacher(step, max_steps)
 
     def extra_teacher_state(self) -> dict[str, torch.Tensor]:
         return {"center": self.center}
