@@ -80,10 +80,9 @@ def best_time(function, repeats: int) -> tuple[float, float]:
 
 
 def encoded_batches(tokenizer, n_batches: int, batch_size: int, max_length: int) -> list[list[dict]]:
-    chunks = [
-        row["sequence"]
-        for row in pretraining_chunks(default_corpus_files("dna")[:1], max_length=max_length, min_length=16, validation_fraction=0)
-    ]
+    corpus = default_corpus_files("dna")[:1]
+    rows = pretraining_chunks(corpus, max_length=max_length, min_length=16, validation_fraction=0)
+    chunks = [row["sequence"] for row in rows]
     needed = n_batches * batch_size
     sequences = chunks[:: max(1, len(chunks) // needed)][:needed]  # spread along chr1
     encodings = [{"input_ids": ids} for ids in tokenizer(sequences)["input_ids"]]
@@ -171,17 +170,20 @@ def print_report(results: dict) -> None:
     )
     print("| step | ours: batches/s | DNABERT: batches/s | speed-up (wall) | speed-up (CPU) |")
     print("|---|---|---|---|---|")
-    for label, ours, reference in (("pad + mask", "collate_ours", "collate_dnabert"), ("mask only", "mask_ours", "mask_dnabert")):
+    rows = (("pad + mask", "collate_ours", "collate_dnabert"), ("mask only", "mask_ours", "mask_dnabert"))
+    for label, ours, reference in rows:
         wall = timings[reference]["wall"] / timings[ours]["wall"]
         cpu = timings[reference]["cpu"] / timings[ours]["cpu"]
-        print(f"| {label} | {n / timings[ours]['wall']:.1f} | {n / timings[reference]['wall']:.1f} | {wall:.1f}x | {cpu:.1f}x |")
+        ours_rate, reference_rate = n / timings[ours]["wall"], n / timings[reference]["wall"]
+        print(f"| {label} | {ours_rate:.1f} | {reference_rate:.1f} | {wall:.1f}x | {cpu:.1f}x |")
     print()
     print("| default example batch (16 x <= 128 bp) | wall ms | CPU ms |")
     print("|---|---|---|")
     for label, name in (("collator", "collate_step_batch"), ("training step (fwd + bwd + AdamW)", "train_step")):
         print(f"| {label} | {1e3 * timings[name]['wall']:.2f} | {1e3 * timings[name]['cpu']:.2f} |")
     print()
-    print(f"collator vs DNABERT masking: {ratios['collator_vs_dnabert']:.1f}x (target >= {TARGETS['collator_vs_dnabert']:.0f}x)")
+    target = TARGETS["collator_vs_dnabert"]
+    print(f"collator vs DNABERT masking: {ratios['collator_vs_dnabert']:.1f}x (target >= {target:.0f}x)")
     print(
         f"collator share of a training step: {ratios['collator_share_of_step']:.2%} "
         f"(CPU {ratios['collator_share_of_step_cpu']:.2%}; target < {TARGETS['collator_share_of_step']:.0%})"

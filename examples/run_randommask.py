@@ -60,7 +60,8 @@ class ModelArguments:
 @dataclass
 class DataArguments:
     train_file: list[str] | None = field(
-        default=None, metadata={"help": "FASTA(.gz), text (one sequence per line) or Parquet files. Default: embedded corpus."}
+        default=None,
+        metadata={"help": "FASTA(.gz), text (one sequence per line) or Parquet files. Default: embedded corpus."},
     )
     dataset_dir: str | None = field(default=None, metadata={"help": "Hub-style dataset folder with train/validation."})
     streaming: bool = field(default=False, metadata={"help": "Stream the corpus (IterableDataset); needs --max_steps."})
@@ -71,11 +72,16 @@ class DataArguments:
     max_eval_samples: int = field(default=256, metadata={"help": "Held-out chunks used for the loss."})
     mlm_probability: float = field(default=0.025, metadata={"help": "Probability that a token is a span centre."})
     schedule: str = field(default="expanding", metadata={"help": "expanding (RandomMask) or fixed (DNABERT)."})
-    boundaries: list[int] | None = field(default=None, metadata={"help": "Mask boundary m per phase (overrides schedule)."})
-    phase_lengths: list[float] | None = field(default=None, metadata={"help": "Relative phase lengths (default equal)."})
+    boundaries: list[int] | None = field(
+        default=None, metadata={"help": "Mask boundary m per phase (overrides schedule)."}
+    )
+    phase_lengths: list[float] | None = field(
+        default=None, metadata={"help": "Relative phase lengths (default equal)."}
+    )
     sample_boundary: bool = field(default=False, metadata={"help": "Draw m per centre uniformly up to the phase's m."})
     debug_rank_dump: str | None = field(
-        default=None, metadata={"help": "Folder for per-rank JSON: hashes of the batches seen and of the final weights."}
+        default=None,
+        metadata={"help": "Folder for per-rank JSON: hashes of the batches seen and of the final weights."},
     )
 
 
@@ -260,7 +266,10 @@ def main(argv: list[str] | None = None) -> dict:
     train_output = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     results["heldout_loss_after"] = score()
     results["train_loss"] = train_output.training_loss
-    results["schedule"] = {"boundaries": list(collator.schedule.boundaries), "phase_lengths": list(collator.schedule.phase_lengths)}
+    results["schedule"] = {
+        "boundaries": list(collator.schedule.boundaries),
+        "phase_lengths": list(collator.schedule.phase_lengths),
+    }
     results["masking_log"] = [
         {key: entry[key] for key in entry if key == "step" or key.startswith("randommask_")}
         for entry in trainer.state.log_history

@@ -159,7 +159,9 @@ def test_default_span_width_per_tokenizer_mode():
     assert DataCollatorForRandomMask(KmerTokenizer(k=6, stride=3), schedule="fixed").schedule.boundaries == (2,)
 
 
-@pytest.mark.parametrize("tokenizer", [KmerTokenizer(k=6, stride=1), KmerTokenizer(k=6, stride=6), NucleotideTokenizer()])
+@pytest.mark.parametrize(
+    "tokenizer", [KmerTokenizer(k=6, stride=1), KmerTokenizer(k=6, stride=6), NucleotideTokenizer()]
+)
 def test_specials_and_padding_never_masked_and_random_tokens_are_kmers(tokenizer, lambda_sequences):
     collator = DataCollatorForRandomMask(
         tokenizer, mlm_probability=0.3, mask_replace_prob=0.0, random_replace_prob=1.0, seed=0

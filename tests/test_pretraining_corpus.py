@@ -60,7 +60,9 @@ def test_chunks_tile_the_n_free_pieces_dnabert_style(chr1_fasta):
 def test_split_is_seeded_disjoint_and_identical_when_streamed(chr1_fasta, data_dir):
     paths = [chr1_fasta[0], data_dir / "lambda_phage" / "lambda_virus.fa.gz"]
     settings = dict(max_length=128, min_length=16, validation_fraction=0.1, seed=0)
-    everything = [row["sequence"] for row in pretraining_chunks(paths, validation_fraction=0.0, max_length=128, min_length=16)]
+    everything = [
+        row["sequence"] for row in pretraining_chunks(paths, validation_fraction=0.0, max_length=128, min_length=16)
+    ]
     train = build_pretraining_dataset(paths, split="train", **settings)
     validation = build_pretraining_dataset(paths, split="validation", **settings)
     assert len(train) + len(validation) == len(everything)

@@ -107,7 +107,8 @@ LAUNCH_ARGS = [
     "--train_file", LAMBDA, "--max_length", "64", "--min_length", "32", "--validation_fraction", "0.05",
     "--max_eval_samples", "32", "--hidden_size", "32", "--num_attention_heads", "2", "--intermediate_size", "64",
     # 3-mers (vocabulary 73) so that 10 steps visibly lower the held-out loss.
-    "--k", "3", "--max_steps", "10", "--logging_steps", "2", "--per_device_train_batch_size", "8", "--learning_rate", "1e-2",
+    "--k", "3", "--max_steps", "10", "--logging_steps", "2", "--per_device_train_batch_size", "8",
+    "--learning_rate", "1e-2",
     "--warmup_steps", "0", "--disable_tqdm", "true", "--use_cpu",
 ]  # fmt: skip
 LAUNCHERS = {

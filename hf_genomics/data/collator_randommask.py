@@ -66,7 +66,8 @@ class RandomMaskSchedule:
         lengths = (1.0,) * len(boundaries) if self.phase_lengths is None else tuple(self.phase_lengths)
         if len(lengths) != len(boundaries) or any(not length > 0 for length in lengths):
             raise ValueError(
-                f"phase_lengths must hold one positive length per boundary ({len(boundaries)}), got {self.phase_lengths!r}."
+                f"phase_lengths must hold one positive length per boundary ({len(boundaries)}), "
+                f"got {self.phase_lengths!r}."
             )
         object.__setattr__(self, "phase_lengths", lengths)
 
@@ -144,9 +145,13 @@ class DataCollatorForRandomMask(DataCollatorForLanguageModeling):
 
     def __post_init__(self):
         if self.return_tensors != "pt":
-            raise ValueError(f"DataCollatorForRandomMask only returns PyTorch tensors; got return_tensors={self.return_tensors!r}.")
+            raise ValueError(
+                f"DataCollatorForRandomMask only returns PyTorch tensors; got return_tensors={self.return_tensors!r}."
+            )
         if not self.mlm or self.whole_word_mask:
-            raise ValueError("DataCollatorForRandomMask is a masked-LM collator: use mlm=True and whole_word_mask=False.")
+            raise ValueError(
+                "DataCollatorForRandomMask is a masked-LM collator: use mlm=True and whole_word_mask=False."
+            )
         super().__post_init__()
         k, stride = getattr(self.tokenizer, "k", None), getattr(self.tokenizer, "stride", None)
         if not isinstance(k, int) or not isinstance(stride, int) or k < 1 or stride < 1:
@@ -168,7 +173,9 @@ class DataCollatorForRandomMask(DataCollatorForLanguageModeling):
         self._nucleotide_length = nucleotide_length
         self._kmer_ids = torch.nonzero(nucleotide_length == k).flatten()
         if self._kmer_ids.numel() == 0:
-            raise ValueError(f"The tokenizer vocabulary has no {k}-mer tokens made of A/C/G/T to draw random replacements from.")
+            raise ValueError(
+                f"The tokenizer vocabulary has no {k}-mer tokens made of A/C/G/T to draw random replacements from."
+            )
         self._special_ids = torch.tensor(sorted(special_ids), dtype=torch.long)
         self._mask_token_id = self.tokenizer.convert_tokens_to_ids(self.tokenizer.mask_token)
         self._pad_token_id = self.tokenizer.pad_token_id
@@ -223,7 +230,8 @@ class DataCollatorForRandomMask(DataCollatorForLanguageModeling):
 
     def create_rng(self):
         worker = torch.utils.data.get_worker_info()
-        rank = torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        rank = torch.distributed.get_rank() if distributed else 0
         seed = self.seed + (worker.id if worker is not None else 0) + _RANK_SEED_STRIDE * rank
         self.generator = torch.Generator().manual_seed(seed)
         self._generator_pid = os.getpid()
@@ -349,7 +357,8 @@ class DataCollatorForRandomMask(DataCollatorForLanguageModeling):
         row = 0 if worker is None else worker.id + 1
         if row >= _MAX_STATISTIC_WRITERS:
             raise ValueError(
-                f"DataCollatorForRandomMask keeps statistics for at most {_MAX_STATISTIC_WRITERS - 1} DataLoader workers."
+                f"DataCollatorForRandomMask keeps statistics for at most {_MAX_STATISTIC_WRITERS - 1} "
+                "DataLoader workers."
             )
         counters = torch.zeros(_NUM_COUNTERS + self.schedule.num_phases, dtype=torch.float64)
         counters[_BATCHES] = 1
