@@ -9,8 +9,9 @@ test accuracy and MCC.
 the unlabeled set (its labels only feed the logged pseudo-label accuracy). Without `--model_name_or_path` a small
 model is trained from scratch with single-nucleotide tokens: BEACON's CNN baseline (`--model_type baseline_cnn`, the
 default, so that the defaults finish in minutes on a laptop CPU) or a small BEACON-style transformer
-(`--model_type beacon`, about 6 CPU-seconds per step at 300 nt and mu=7, so give it a GPU or fewer steps). The test metrics are printed and
-written to `<output_dir>/layermatch_results.json`; the final model is saved Hub-ready in `<output_dir>`.
+(`--model_type beacon`, about 6 CPU-seconds per step at 300 nt and mu=7, so give it a GPU or fewer steps).
+The test metrics are printed and written to `<output_dir>/layermatch_results.json`; the final model is saved
+Hub-ready in `<output_dir>`.
 """
 
 import json
@@ -20,7 +21,13 @@ from pathlib import Path
 
 import numpy as np
 from datasets import load_dataset
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, HfArgumentParser, TrainingArguments, set_seed
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    HfArgumentParser,
+    TrainingArguments,
+    set_seed,
+)
 
 from hf_genomics import BeaconConfig, BeaconForSequenceClassification, LayerMatchTrainer, NucleotideTokenizer
 from hf_genomics.metrics import accuracy, matthews_correlation

@@ -158,7 +158,8 @@ def test_unlabeled_labels_only_monitor(tmp_path, labeled, unlabeled):
     runs = []
     for name, dataset in (("true", unlabeled), ("flipped", flipped), ("none", unlabeled.remove_columns("labels"))):
         trainer = make_trainer(
-            tmp_path / name, tiny_bert(), labeled, dataset, mu=2, threshold=0.5, args={"max_steps": 1, "logging_steps": 1}
+            tmp_path / name, tiny_bert(), labeled, dataset, mu=2, threshold=0.5,
+            args={"max_steps": 1, "logging_steps": 1},
         )
         trainer.train()
         runs.append((trainer.model.state_dict(), trainer.state.log_history[0]))
@@ -183,7 +184,8 @@ def test_supervised_mode_equals_plain_trainer(tmp_path, labeled):
     )
     plain = Trainer(model=tiny_bert(), args=TrainingArguments(**args), train_dataset=eight)
     plain.train()
-    ours = make_trainer(tmp_path, tiny_bert(), eight, mode="supervised", args={**args, "output_dir": str(tmp_path / "o")})
+    ours = make_trainer(tmp_path, tiny_bert(), eight, mode="supervised",
+                        args={**args, "output_dir": str(tmp_path / "ours")})
     ours.train()
     for step in (0, 1):
         assert ours.state.log_history[step]["loss"] == pytest.approx(plain.state.log_history[step]["loss"], rel=1e-6)
@@ -216,7 +218,9 @@ def test_prediction_ema_arithmetic(tmp_path, labeled, unlabeled):
                            prediction_ema_momentum=0.75)
     assert trainer.prediction_ema.shape == (len(unlabeled), 2)
     index = torch.tensor([3, 5])
-    p1, p2, p3 = torch.tensor([[0.9, 0.1], [0.2, 0.8]]), torch.tensor([[0.5, 0.5], [0.6, 0.4]]), torch.tensor([[0.3, 0.7], [1.0, 0.0]])
+    p1 = torch.tensor([[0.9, 0.1], [0.2, 0.8]])
+    p2 = torch.tensor([[0.5, 0.5], [0.6, 0.4]])
+    p3 = torch.tensor([[0.3, 0.7], [1.0, 0.0]])
     torch.testing.assert_close(trainer._average_with_prediction_ema(p1, index), p1)  # first sight: no history
     torch.testing.assert_close(trainer.prediction_ema[index], p1)
     torch.testing.assert_close(trainer._average_with_prediction_ema(p2, index), (p1 + p2) / 2)
