@@ -428,3 +428,13 @@ def test_default_config_is_beacon_b():
         model = BeaconModel(config)
     assert not hasattr(model.embeddings.position_embeddings, "weight")
     assert sum(p.numel() for p in model.parameters()) == pytest.approx(85.66e6, rel=1e-3)
+
+
+def test_trainer_keeps_the_heads_mean_loss_unscaled(tmp_path):
+    # The heads average their loss over the local batch; Trainer must not also rescale it by the number of
+    # processes or items (what it does for models that take `num_items_in_batch`).
+    from transformers import Trainer, TrainingArguments
+
+    args = TrainingArguments(str(tmp_path), use_cpu=True, report_to=[], gradient_accumulation_steps=2)
+    trainer = Trainer(model=BeaconForMaskedLM(tiny_config()), args=args)
+    assert trainer.model_accepts_loss_kwargs is False

@@ -102,6 +102,8 @@ class BaselinePreTrainedModel(PreTrainedModel):
     config_class = BaselineConfig
     base_model_prefix = "baseline"
     main_input_name = "input_ids"
+    # The loss is a per-batch mean that ignores `num_items_in_batch`: Trainer must not rescale it (see Beacon).
+    accepts_loss_kwargs = False
 
     @torch.no_grad()
     def _init_weights(self, module):

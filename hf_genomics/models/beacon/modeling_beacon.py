@@ -314,6 +314,9 @@ class BeaconPreTrainedModel(PreTrainedModel):
     _supports_flex_attn = True
     _supports_attention_backend = True
     _can_record_outputs = {"hidden_states": BeaconLayer, "attentions": BeaconSelfAttention}
+    # The heads return a per-batch mean loss and ignore `num_items_in_batch`; without this, Trainer would take
+    # `**kwargs` as a promise to normalise by it and multiply the loss by the world size under DDP.
+    accepts_loss_kwargs = False
 
     @torch.no_grad()
     def _init_weights(self, module):
