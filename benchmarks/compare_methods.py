@@ -274,7 +274,7 @@ class Workbench:
         self._tokenizers: dict[str, object] = {}
         self._data: dict[tuple, object] = {}
         self._pretrained: dict[tuple, BeaconForMaskedLM] = {}
-        self._finetuned: dict[tuple, Run] = {}
+        self._finetuned: dict[tuple, list[Run]] = {}
         self._run_index = 0
         self.train_fasta, self.heldout_fasta = self._split_corpus()
 
@@ -463,10 +463,13 @@ class Workbench:
 
     def finetune(self, section: str, row: str, column: str, seed: int, key: tuple, build: Callable[[], list[Run]]) -> list[Run]:
         """Run ``build`` once per ``key`` (a run shared by two sections is trained once) and relabel its runs."""
-        if key not in self._finetuned:
+        shared = key in self._finetuned
+        if not shared:
             self._finetuned[key] = build()
-        runs = [dataclasses.replace(run, section=section, row=row if len(self._finetuned[key]) == 1 else run.row,
-                                    column=column, seed=seed) for run in self._finetuned[key]]
+        first = self._finetuned[key]
+        notes = f"same run as in section {first[0].section}" if shared else ""
+        runs = [dataclasses.replace(run, section=section, row=row if len(first) == 1 else run.row, column=column,
+                                    seed=seed, notes=notes) for run in first]
         for run in runs:
             shown = ", ".join(f"{name}={value:.3f}" for name, value in run.metrics.items())
             print(f"  [{section}] {column} | {run.row} | seed {seed}: {shown}", flush=True)
@@ -674,9 +677,8 @@ def table(runs: list[Run], row_header: str, cells: list[tuple]) -> str:
     return "\n".join(lines)
 
 
-def render_section(name: str, runs: list[Run], budget: Budget) -> str:
+def render_section(name: str, runs: list[Run], budget: Budget, minutes: float | None) -> str:
     runs = [run for run in runs if run.section == name]
-    minutes = sum(run.wall_seconds for run in runs) / 60
     if name == "pretraining":
         body = table(runs, "model, pretraining", [(task, "mcc", f"{task} MCC") for task in budget.pretraining_tasks])
         text = (f"### Pretraining objective (GUE test MCC)\n\nEach objective pretrains the same tiny encoder "
@@ -721,10 +723,13 @@ def render_section(name: str, runs: list[Run], budget: Budget) -> str:
                 f"{budget.ema_decay}), one `IMWACallback` run (K = {budget.imwa_models} replicas, "
                 f"{budget.imwa_episodes} episodes, same steps) gives `IMWA` and the EMA of the average. The last row fine-tunes the pretrained single-nucleotide "
                 "BEACON-tiny with plain training on the same data and steps.")
-    return f"{text}\n\n{body}\n\n({minutes:.1f} min of training and evaluation.)\n"
+    timing = "" if minutes is None else (f"\n\n(This section ran for {minutes:.1f} min, including the pretraining of "
+                                         "the encoders it was the first to need.)")
+    return f"{text}\n\n{body}{timing}\n"
 
 
-def render(runs: list[Run], budget: Budget, quick: bool, command: str, wall_minutes: float) -> str:
+def render(runs: list[Run], budget: Budget, quick: bool, command: str, wall_minutes: float,
+           section_minutes: dict[str, float]) -> str:
     sections = [name for name in SECTIONS if any(run.section == name for run in runs)]
     header = (
         "## Method comparison (`compare_methods.py`)\n\n"
@@ -741,17 +746,16 @@ def render(runs: list[Run], budget: Budget, quick: bool, command: str, wall_minu
         "batch size for every row of a section, the last model scored on the test split. Raw runs: "
         "`benchmarks/results_methods.json`.\n"
     )
-    return header + "\n" + "\n".join(render_section(name, runs, budget) for name in sections)
+    return header + "\n" + "\n".join(render_section(name, runs, budget, section_minutes.get(name)) for name in sections)
 
 
-def load_previous(path: Path, budget: Budget) -> list[Run]:
-    """Runs of an earlier invocation with the same budget (so ``--sections`` updates only its sections)."""
-    if not path.exists():
-        return []
-    saved = json.loads(path.read_text())
+def load_previous(path: Path, budget: Budget) -> dict:
+    """The results file of an earlier invocation with the same budget (so ``--sections`` updates only its
+    sections), with its runs as :class:`Run`; an empty record if there is none."""
+    saved = json.loads(path.read_text()) if path.exists() else {}
     if saved.get("budget") != json.loads(json.dumps(dataclasses.asdict(budget))):
-        return []
-    return [Run(**run) for run in saved.get("runs", [])]
+        return {"runs": [], "section_minutes": {}}
+    return {**saved, "runs": [Run(**run) for run in saved["runs"]], "section_minutes": saved.get("section_minutes", {})}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -765,6 +769,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="raw per-run results (default: results_methods.json next to --output)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: all cores; 1 with --quick, where tiny models gain nothing from more)")
+    parser.add_argument("--render_only", action="store_true",
+                        help="rewrite the methods section from the --json results of an earlier run, training nothing")
     args = parser.parse_args(argv)
     sections = [name.strip() for name in args.sections.split(",") if name.strip()]
     unknown = sorted(set(sections) - set(SECTIONS))
@@ -780,23 +786,39 @@ def main(argv: list[str] | None = None) -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     json_path.parent.mkdir(parents=True, exist_ok=True)
 
+    previous = load_previous(json_path, budget)
+    if args.render_only:
+        if not previous["runs"]:
+            parser.error(f"--render_only needs {json_path} from an earlier run with the same mode (quick or full).")
+        rendered = render(previous["runs"], budget, args.quick, previous["command"], previous["wall_minutes"],
+                          previous["section_minutes"])
+        existing = args.output.read_text() if args.output.exists() else ""
+        args.output.write_text(replace_section(existing, START, END, rendered))
+        print(f"Rewrote the methods section of {args.output} from {json_path}")
+        return
+
     started = time.time()
-    runs = [run for run in load_previous(json_path, budget) if run.section not in sections]
+    runs = [run for run in previous["runs"] if run.section not in sections]
+    section_minutes = {name: minutes for name, minutes in previous["section_minutes"].items() if name not in sections}
     with tempfile.TemporaryDirectory(prefix="compare_methods_") as workdir:
         bench = Workbench(budget, Path(workdir))
         for name in EXECUTION_ORDER:
             if name not in sections:
                 continue
             print(f"==> {name}", flush=True)
+            section_started = time.time()
             runs += SECTION_FUNCTIONS[name](bench)
+            section_minutes[name] = (time.time() - section_started) / 60
             wall_minutes = (time.time() - started) / 60
             # Written after every section, so an interrupted run keeps what finished.
             json_path.write_text(json.dumps({
                 "command": command, "quick": args.quick, "machine": machine_info(), "wall_minutes": wall_minutes,
-                "budget": dataclasses.asdict(budget), "runs": [dataclasses.asdict(run) for run in runs],
+                "budget": dataclasses.asdict(budget), "section_minutes": section_minutes,
+                "runs": [dataclasses.asdict(run) for run in runs],
             }, indent=1) + "\n")
             existing = args.output.read_text() if args.output.exists() else ""
-            args.output.write_text(replace_section(existing, START, END, render(runs, budget, args.quick, command, wall_minutes)))
+            rendered = render(runs, budget, args.quick, command, wall_minutes, section_minutes)
+            args.output.write_text(replace_section(existing, START, END, rendered))
             print(f"    wrote {args.output} and {json_path} ({wall_minutes:.1f} min so far)", flush=True)
 
 

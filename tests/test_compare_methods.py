@@ -46,6 +46,14 @@ EXPECTED_ROWS = {
 }
 
 
+def load_script():
+    spec = importlib.util.spec_from_file_location("compare_methods", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["compare_methods"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
 def table_cells(markdown: str, row: str) -> list[str]:
     lines = [line for line in markdown.splitlines() if line.startswith(f"| {row} |")]
     assert lines, f"no table row {row!r}"
@@ -99,15 +107,17 @@ def test_quick_mode_writes_every_section(tmp_path):
                     assert 0.0 < value < 10.0
     position = by_section["position"][0]["metrics"]
     assert set(position) == {"loss_128", "loss_512", "loss_2048"}
+    assert set(raw["section_minutes"]) == set(EXPECTED_ROWS)
+
+    # --render_only rebuilds the same section from the JSON alone.
+    output.write_text(f"# results\n\n{PERFORMANCE}\n")
+    load_script().main(["--quick", "--render_only", "--output", str(output)])
+    assert output.read_text() == text
 
 
 def test_sections_flag_rejects_unknown_names(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("compare_methods", SCRIPT)
-    compare_methods = importlib.util.module_from_spec(spec)
-    sys.modules["compare_methods"] = compare_methods  # dataclasses look their module up there
-    spec.loader.exec_module(compare_methods)
     with pytest.raises(SystemExit) as exit_info:
-        compare_methods.main(["--sections", "pretraining,bogus", "--output", str(tmp_path / "r.md")])
+        load_script().main(["--sections", "pretraining,bogus", "--output", str(tmp_path / "r.md")])
     assert exit_info.value.code == 2
     assert "--sections takes a comma-separated subset" in capsys.readouterr().err
     assert not (tmp_path / "r.md").exists()
