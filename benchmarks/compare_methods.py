@@ -166,7 +166,7 @@ FULL = Budget(
     pretraining_tasks=("prom/prom_core_tata", "mouse/0"), tokenization_task="prom/prom_core_tata",
     ssl_task="prom/prom_core_tata", label_budgets=(40, 200), ssl_steps=60, ssl_batch=8, ssl_mu=4, max_unlabeled=None,
     imbalance_ratio=100.0, head_class_size=500, imbalance_steps=150, imbalance_batch=32, imbalance_max_length=200,
-    imwa_models=2, imwa_episodes=10, ema_decay=0.99, max_test_per_class=None,
+    imwa_models=2, imwa_episodes=10, ema_decay=0.95, max_test_per_class=None,
 )  # fmt: skip
 
 QUICK = Budget(
@@ -719,10 +719,12 @@ def render_section(name: str, runs: list[Run], budget: Budget, minutes: float | 
                 f"{budget.head_class_size}, smallest {max(1, round(budget.head_class_size / budget.imbalance_ratio))}; class order "
                 f"drawn per seed), RNAs truncated to {budget.imbalance_max_length} tokens, {budget.imbalance_steps} "
                 f"steps x {budget.imbalance_batch}. The method rows train the BEACON CNN baseline (the model that "
-                f"learns nRC at this scale, see `calibration.md`): one plain run gives `plain` and its EMA (decay "
-                f"{budget.ema_decay}), one `IMWACallback` run (K = {budget.imwa_models} replicas, "
-                f"{budget.imwa_episodes} episodes, same steps) gives `IMWA` and the EMA of the average. The last row fine-tunes the pretrained single-nucleotide "
-                "BEACON-tiny with plain training on the same data and steps.")
+                f"learns nRC at this scale, see `calibration.md`): one plain run gives `plain` and its EMA, one "
+                f"`IMWACallback` run (K = {budget.imwa_models} replicas, {budget.imwa_episodes} episodes, same steps) "
+                f"gives `IMWA` and the EMA of the average. EMA decay {budget.ema_decay} per update: the EMA starts "
+                "from the initial weights without warm-up, so a run this short needs a short horizon (IMWA's EMA "
+                "takes one update per round of K replica steps). The last row fine-tunes the pretrained "
+                "single-nucleotide BEACON-tiny with plain training on the same data and steps.")
     timing = "" if minutes is None else (f"\n\n(This section ran for {minutes:.1f} min, including the pretraining of "
                                          "the encoders it was the first to need.)")
     return f"{text}\n\n{body}{timing}\n"
