@@ -241,17 +241,24 @@ def build_mrl(data_dir: Path, seed: int) -> HubConfig:
     )
 
 
+CONFIG_NAMES = ("ncRNA", "SSP", "SSP_archiveii", "CRI-On", "SPL", "MRL")
+
+
 def build(output_dir: str | Path, data_dir: str | Path = DATA_DIR, seed: int = 42, max_ssp_length: int = 512,
-          spl_window: int = 400) -> list[str]:
+          spl_window: int = 400, configs: tuple[str, ...] = CONFIG_NAMES) -> list[str]:
+    unknown = sorted(set(configs) - set(CONFIG_NAMES))
+    if unknown or not configs:
+        raise ValueError(f"unknown config(s) {unknown or '(none given)'}; choose from {', '.join(CONFIG_NAMES)}.")
     data_dir = Path(data_dir)
-    configs = [
-        build_ncrna(data_dir, seed),
-        build_ssp_bprna(data_dir, max_ssp_length),
-        build_ssp_archiveii(data_dir, max_ssp_length),
-        build_crispr_on(data_dir, seed),
-        build_splice(data_dir, seed, spl_window),
-        build_mrl(data_dir, seed),
-    ]
+    builders = {
+        "ncRNA": lambda: build_ncrna(data_dir, seed),
+        "SSP": lambda: build_ssp_bprna(data_dir, max_ssp_length),
+        "SSP_archiveii": lambda: build_ssp_archiveii(data_dir, max_ssp_length),
+        "CRI-On": lambda: build_crispr_on(data_dir, seed),
+        "SPL": lambda: build_splice(data_dir, seed, spl_window),
+        "MRL": lambda: build_mrl(data_dir, seed),
+    }
+    configs = [builders[name]() for name in CONFIG_NAMES if name in configs]
     write_hub_dataset(
         output_dir,
         configs,
@@ -272,8 +279,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--max_ssp_length", type=int, default=512, help="drop SSP sequences longer than this")
     parser.add_argument("--spl_window", type=int, default=400, help="SPL window length in nt")
+    parser.add_argument("--configs", nargs="+", default=list(CONFIG_NAMES), choices=CONFIG_NAMES,
+                        help="which configs to build (default: all)")
     args = parser.parse_args(argv)
-    names = build(args.output_dir, args.data_dir, args.seed, args.max_ssp_length, args.spl_window)
+    names = build(args.output_dir, args.data_dir, args.seed, args.max_ssp_length, args.spl_window,
+                  tuple(args.configs))
     print(f"wrote {', '.join(names)} to {args.output_dir}", file=sys.stderr)
 
 

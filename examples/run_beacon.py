@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     trainer.train()
     trainer.save_model()
+    trainer.save_state()  # trainer_state.json: loss and metric curves for reports
     test_metrics = trainer.evaluate(encoded["test"], metric_key_prefix="test")
     results = {
         "task": task.name,

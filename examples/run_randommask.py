@@ -36,6 +36,7 @@ from hf_genomics import (
     BeaconForMaskedLM,
     DataCollatorForRandomMask,
     KmerTokenizer,
+    NucleotideTokenizer,
     RandomMaskCallback,
     RandomMaskSchedule,
     write_model_card,
@@ -48,6 +49,11 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class ModelArguments:
+    tokenizer: str = field(
+        default="kmer",
+        metadata={"help": "kmer (KmerTokenizer with --k/--stride) or nucleotide (NucleotideTokenizer, BEACON-B's "
+                  "single-nucleotide vocabulary; --k/--stride are ignored)."},
+    )
     k: int = field(default=6, metadata={"help": "k-mer length of the KmerTokenizer."})
     stride: int = field(default=1, metadata={"help": "1: overlapping k-mers (DNABERT); k: non-overlapping."})
     position_embedding_type: str = field(default="alibi", metadata={"help": "alibi or absolute."})
@@ -179,10 +185,12 @@ def weights_hash(model: torch.nn.Module) -> str:
 
 
 def training_summary(data_args: DataArguments, model_args: ModelArguments, training_args, collator) -> str:
+    tokenizer = ("`NucleotideTokenizer` (single nucleotides)" if model_args.tokenizer == "nucleotide"
+                 else f"`KmerTokenizer(k={model_args.k}, stride={model_args.stride})`")
     sources = data_args.dataset_dir or ", ".join(data_args.train_file or [p.name for p in default_corpus_files("dna")])
     schedule = collator.schedule
     return f"""A `BeaconForMaskedLM` ({model_args.num_hidden_layers} layers, hidden {model_args.hidden_size}, \
-{model_args.position_embedding_type} positions) with `KmerTokenizer(k={model_args.k}, stride={model_args.stride})`, \
+{model_args.position_embedding_type} positions) with {tokenizer}, \
 pretrained with RandomMask (Liang et al., 2023, "Rethinking the BERT-like Pretraining for DNA Sequences") by \
 hf_genomics' `examples/run_randommask.py`.
 
@@ -208,7 +216,12 @@ def main(argv: list[str] | None = None) -> dict:
     if data_args.streaming and training_args.max_steps <= 0:
         raise ValueError("--streaming needs --max_steps > 0: the schedule's phases are fractions of max_steps.")
 
-    tokenizer = KmerTokenizer(k=model_args.k, stride=model_args.stride)
+    if model_args.tokenizer == "kmer":
+        tokenizer = KmerTokenizer(k=model_args.k, stride=model_args.stride)
+    elif model_args.tokenizer == "nucleotide":
+        tokenizer = NucleotideTokenizer()
+    else:
+        raise ValueError(f"--tokenizer must be 'kmer' or 'nucleotide', got {model_args.tokenizer!r}.")
     train_dataset, eval_dataset = load_corpus(data_args, training_args.seed)
     model_max_tokens = data_args.max_length + 2  # framing; k-mers never outnumber nucleotides
 
@@ -278,6 +291,7 @@ def main(argv: list[str] | None = None) -> dict:
     logger.info("held-out loss %.4f -> %.4f", results["heldout_loss_before"], results["heldout_loss_after"])
 
     trainer.save_model(training_args.output_dir)
+    trainer.save_state()  # trainer_state.json: the loss and masking curves for reports
     if trainer.is_world_process_zero():
         write_model_card(
             training_args.output_dir,

@@ -1,0 +1,55 @@
+"""The README's main job, end to end at --quick size: every stage runs and leaves its artefacts."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_quick_demo_writes_report_and_publishes_an_offline_loadable_model(tmp_path):
+    home = tmp_path / "hf_home"
+    env = {**os.environ, "HF_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    env.pop("HF_HUB_CACHE", None)
+    out = tmp_path / "demo"
+    command = [sys.executable, "examples/run_demo.py", "--quick", "--output_dir", str(out)]
+    first = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+
+    report = (out / "report.md").read_text()
+    for figure in ("loss_curves", "randommask_schedule", "ncrna_confusion", "ssp_pair_map"):
+        assert (out / "figures" / f"{figure}.png").stat().st_size > 1000
+        assert f"figures/{figure}.png" in report
+    assert "| ncRNA | accuracy |" in report and "| SSP |" in report
+    for task in ("ncRNA", "SSP"):
+        results = json.loads((out / task / "beacon_results.json").read_text())
+        assert results["task"] == task and results["test"]
+    hub_folder = out / "hub" / "beacon-b-tiny"
+    assert {"config.json", "model.safetensors", "tokenizer_config.json", "README.md"} <= {
+        p.name for p in hub_folder.iterdir()}
+    assert (out / "datasets" / "beacon" / "README.md").read_text().startswith("---")
+
+    # Re-running skips every finished stage (resume) and still prints the table.
+    again = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    assert again.returncode == 0
+    assert again.stdout.count("already done") == 5
+    assert "| ncRNA | accuracy |" in again.stdout
+
+    # `from_pretrained("hf-genomics/beacon-b-tiny")` works in a fresh process, offline, as after a download.
+    code = textwrap.dedent("""
+        import hf_genomics
+        from transformers import AutoModelForMaskedLM, AutoTokenizer
+        tokenizer = AutoTokenizer.from_pretrained("hf-genomics/beacon-b-tiny")
+        model = AutoModelForMaskedLM.from_pretrained("hf-genomics/beacon-b-tiny")
+        logits = model(**tokenizer(["ACGUACGU"], return_tensors="pt")).logits
+        print(type(tokenizer).__name__, type(model).__name__, tuple(logits.shape))
+    """)
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    assert loaded.stdout.split() == ["NucleotideTokenizer", "BeaconForMaskedLM", "(1,", "10,", "10)"]
