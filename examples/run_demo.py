@@ -175,8 +175,11 @@ class Demo:
 A tiny BEACON-B ({s['layers']} layers, hidden {s['hidden']}, single-nucleotide tokens, ALiBi) pretrained with
 RandomMask on the RNAcentral sample shipped in `data/` for {s['pretrain_steps']} steps, then fine-tuned on two
 BEACON tasks built from real data (`dataset_scripts/build_beacon_real.py`). The published columns are BEACON's
-Table 3 (a 86M-parameter model pretrained on 523M RNAs on GPUs): **the comparison shows the scale gap, not a
-reproduction.**
+Table 3 (an 86M-parameter model pretrained on 523M RNAs on GPUs): **the comparison shows the scale gap, not a
+reproduction.** Budget: ncRNA {s['ncrna_epochs']} epochs, inputs cut to {s['finetune_len'] - 2} nt; SSP
+{s['ssp_epochs']} epochs on {s['ssp_train'] or 'all'} training RNAs of <= {s['ssp_len']} nt, scored on
+{s['ssp_eval'] or 'all'} test RNAs (BEACON's SSP uses the full bpRNA TS0 split, so the F1 values are not directly
+comparable).
 
 {table}
 

@@ -211,9 +211,13 @@ def test_too_long_without_truncation_warns_and_keeps_every_token(human_windows):
     handler.emit = records.append
     logger = hf_logging.get_logger("transformers.tokenization_utils_base")
     logger.addHandler(handler)
+    # Other tests (Trainer runs) may have lowered transformers' verbosity; this one needs warnings through.
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_warning()
     try:
         encoded = tokenizer(["A" * 150, "ACGT"], padding=True)
     finally:
+        hf_logging.set_verbosity(verbosity)
         logger.removeHandler(handler)
     assert any("longer than the specified maximum" in record.getMessage() for record in records)
     assert len(encoded["input_ids"][0]) == 152
