@@ -711,6 +711,11 @@ def render_section(name: str, runs: list[Run], budget: Budget, minutes: float | 
                 f"single-nucleotide encoder: {budget.ssl_steps} steps of {budget.ssl_batch} labeled sequences (+ "
                 f"mu = {budget.ssl_mu} times as many unlabeled ones, the rest of the training split, for FixMatch "
                 "and LayerMatch; threshold 0.95); labeled sets are class-balanced and drawn per seed.")
+        mask_rates = [run.metrics["mask_rate"] for run in runs if "mask_rate" in run.metrics]
+        if mask_rates and max(mask_rates) == 0:
+            text += (" **No pseudo-label reached the threshold in any run**, so the unlabeled loss was zero and "
+                     "FixMatch and LayerMatch trained like the supervised row (they differ from it only through "
+                     "random draws): at this scale the tiny model is never that confident.")
     else:
         column = f"nRC, imbalance ratio {budget.imbalance_ratio:g}"
         body = table(runs, "model, method", [(column, "balanced_accuracy", "balanced accuracy"), (column, "macro_f1", "macro-F1")])
