@@ -7,10 +7,27 @@ __version__ = "0.1.0"
 
 from transformers.models.auto.tokenization_auto import REGISTERED_TOKENIZER_CLASSES
 
+from .tokenization_nucleotide import NucleotideTokenizer
+from .tokenization_kmer import KmerTokenizer
+from .io.fasta import read_fasta, split_on_n_runs
+from .corpus import default_corpus_files
+from .models.beacon import (
+    BeaconConfig,
+    BeaconForMaskedLM,
+    BeaconForPairwisePrediction,
+    BeaconForSequenceClassification,
+    BeaconForSequencePairClassification,
+    BeaconForTokenClassification,
+    BeaconModel,
+)
+from .models.baselines import BaselineConfig, BaselineForSequenceClassification
+from .model_card import write_model_card
+from .hub_cache import publish_to_local_cache
 from .data.augment import Compose, PointMutation, RandomMasking, RandomShift, ReverseComplement
+from .data.collator_randommask import DataCollatorForRandomMask, RandomMaskSchedule
 from .data.beacon import BEACON_TASKS, BeaconTask, get_task
 from .data.collator_beacon import DataCollatorForBeacon, encode_beacon_batch
-from .data.hub_dataset import HubConfig, beacon_features, write_hub_dataset
+from .data.hub_dataset import beacon_features, HubConfig, write_hub_dataset
 from .data.structure import (
     dot_bracket_to_pairs,
     matrix_to_pairs,
@@ -22,8 +39,8 @@ from .data.structure import (
     write_ct,
 )
 from .metrics import (
-    BeaconMetrics,
     accuracy,
+    BeaconMetrics,
     contact_top_l_precision,
     logit_pearson_r2,
     make_compute_metrics,
@@ -36,29 +53,12 @@ from .metrics import (
     spearman,
     splice_topk_accuracy,
 )
-from .data.collator_randommask import DataCollatorForRandomMask, RandomMaskSchedule
-from .hub_cache import publish_to_local_cache
-from .model_card import write_model_card
-from .models.baselines import BaselineConfig, BaselineForSequenceClassification
-from .models.beacon import (
-    BeaconConfig,
-    BeaconForMaskedLM,
-    BeaconForPairwisePrediction,
-    BeaconForSequenceClassification,
-    BeaconForSequencePairClassification,
-    BeaconForTokenClassification,
-    BeaconModel,
-)
-from .corpus import default_corpus_files
-from .io.fasta import read_fasta, split_on_n_runs
-from .tokenization_kmer import KmerTokenizer
-from .tokenization_nucleotide import NucleotideTokenizer
-from .training.callback_randommask import RandomMaskCallback
-from .training.callback_imwa import IMWACallback
 from .training.ema import ModelEMA
-from .training.trainer_self_distillation import SelfDistillationTrainer
 from .training.trainer_teacher import EMATeacherTrainer
+from .training.callback_randommask import RandomMaskCallback
+from .training.trainer_self_distillation import SelfDistillationTrainer
 from .training.trainer_layermatch import LayerMatchTrainer
+from .training.callback_imwa import IMWACallback
 
 # `AutoTokenizer.register` needs a config class, but these tokenizers serve several model types. AutoTokenizer resolves
 # the `tokenizer_class` named in tokenizer_config.json through this table, so `AutoTokenizer.from_pretrained(folder)`
@@ -67,13 +67,36 @@ for _tokenizer_class in (NucleotideTokenizer, KmerTokenizer):
     REGISTERED_TOKENIZER_CLASSES[_tokenizer_class.__name__] = _tokenizer_class
 
 __all__ = [
+    "NucleotideTokenizer",
+    "KmerTokenizer",
+    "read_fasta",
+    "split_on_n_runs",
+    "default_corpus_files",
+    "BeaconConfig",
+    "BeaconForMaskedLM",
+    "BeaconForPairwisePrediction",
+    "BeaconForSequenceClassification",
+    "BeaconForSequencePairClassification",
+    "BeaconForTokenClassification",
+    "BeaconModel",
+    "BaselineConfig",
+    "BaselineForSequenceClassification",
+    "write_model_card",
+    "publish_to_local_cache",
+    "Compose",
+    "PointMutation",
+    "RandomMasking",
+    "RandomShift",
+    "ReverseComplement",
+    "DataCollatorForRandomMask",
+    "RandomMaskSchedule",
     "BEACON_TASKS",
     "BeaconTask",
     "get_task",
     "DataCollatorForBeacon",
     "encode_beacon_batch",
-    "HubConfig",
     "beacon_features",
+    "HubConfig",
     "write_hub_dataset",
     "dot_bracket_to_pairs",
     "matrix_to_pairs",
@@ -83,11 +106,11 @@ __all__ = [
     "read_ct",
     "write_bpseq",
     "write_ct",
-    "BeaconMetrics",
-    "make_compute_metrics",
     "accuracy",
+    "BeaconMetrics",
     "contact_top_l_precision",
     "logit_pearson_r2",
+    "make_compute_metrics",
     "matthews_correlation",
     "mcrmse",
     "mean_pearson_r2",
@@ -96,33 +119,10 @@ __all__ = [
     "secondary_structure_f1",
     "spearman",
     "splice_topk_accuracy",
-    "KmerTokenizer",
-    "NucleotideTokenizer",
-    "default_corpus_files",
-    "read_fasta",
-    "split_on_n_runs",
-    "BeaconConfig",
-    "BeaconForMaskedLM",
-    "BeaconForPairwisePrediction",
-    "BeaconForSequenceClassification",
-    "BeaconForSequencePairClassification",
-    "BeaconForTokenClassification",
-    "BeaconModel",
-    "write_model_card",
     "ModelEMA",
-    "publish_to_local_cache",
     "EMATeacherTrainer",
+    "RandomMaskCallback",
     "SelfDistillationTrainer",
     "LayerMatchTrainer",
-    "Compose",
-    "PointMutation",
-    "RandomMasking",
-    "RandomShift",
-    "ReverseComplement",
-    "DataCollatorForRandomMask",
-    "RandomMaskSchedule",
-    "RandomMaskCallback",
     "IMWACallback",
-    "BaselineConfig",
-    "BaselineForSequenceClassification",
 ]
