@@ -726,7 +726,10 @@ def render_section(name: str, runs: list[Run], budget: Budget, minutes: float | 
                 f"steps x {budget.imbalance_batch}. The method rows train the BEACON CNN baseline (the model that "
                 f"learns nRC at this scale, see `calibration.md`): one plain run gives `plain` and its EMA, one "
                 f"`IMWACallback` run (K = {budget.imwa_models} replicas, {budget.imwa_episodes} episodes, same steps) "
-                f"gives `IMWA` and the EMA of the average. EMA decay {budget.ema_decay} per update: the EMA starts "
+                f"gives `IMWA` and the EMA of the average; at equal compute each IMWA replica makes "
+                f"{budget.imbalance_steps // budget.imwa_models} of the {budget.imbalance_steps} optimizer steps, "
+                "a real cost while the model is still far from converged. EMA decay "
+                f"{budget.ema_decay} per update: the EMA starts "
                 "from the initial weights without warm-up, so a run this short needs a short horizon (IMWA's EMA "
                 "takes one update per round of K replica steps). The last row fine-tunes the pretrained "
                 "single-nucleotide BEACON-tiny with plain training on the same data and steps.")
