@@ -38,8 +38,12 @@ class ModelArguments:
     num_hidden_layers: int = field(default=2, metadata={"help": "Fresh model: number of layers."})
     num_attention_heads: int = field(default=4, metadata={"help": "Fresh model: attention heads."})
     intermediate_size: int = field(default=256, metadata={"help": "Fresh model: feed-forward size."})
-    pairwise_channels: int = field(default=16, metadata={"help": "Fresh model: channels of the pair ResNet."})
-    pairwise_num_blocks: int = field(default=2, metadata={"help": "Fresh model: residual blocks of the pair ResNet."})
+    pairwise_channels: int | None = field(
+        default=None, metadata={"help": "Channels of the pair ResNet (fresh model: 16; pretrained: its config)."}
+    )
+    pairwise_num_blocks: int | None = field(
+        default=None, metadata={"help": "Residual blocks of the pair ResNet (fresh model: 2; pretrained: its config)."}
+    )
     dropout: float = field(default=0.1, metadata={"help": "Fresh model: hidden and attention dropout."})
     lora: bool = field(default=False, metadata={"help": "Train LoRA adapters on query/key/value plus the head."})
     lora_r: int = field(default=8)
@@ -85,8 +89,13 @@ def build_model(model_args: ModelArguments, task, tokenizer, id2label):
     head_kwargs = {"num_labels": task.num_labels, "problem_type": task.problem_type}
     if id2label:
         head_kwargs |= {"id2label": id2label, "label2id": {name: k for k, name in id2label.items()}}
+    # A pretrained encoder usually has no pair head yet, so its size can be chosen here; an unset flag keeps
+    # the checkpoint's config (and a fresh model's small default).
+    pair_sizes = {name: value for name, value in (("pairwise_channels", model_args.pairwise_channels),
+                                                  ("pairwise_num_blocks", model_args.pairwise_num_blocks))
+                  if value is not None}
     if model_args.model_name_or_path:
-        model = head.from_pretrained(model_args.model_name_or_path, **head_kwargs)
+        model = head.from_pretrained(model_args.model_name_or_path, **head_kwargs, **pair_sizes)
     else:
         config = beacon_models.BeaconConfig(
             vocab_size=len(tokenizer),
@@ -97,8 +106,7 @@ def build_model(model_args: ModelArguments, task, tokenizer, id2label):
             intermediate_size=model_args.intermediate_size,
             hidden_dropout_prob=model_args.dropout,
             attention_probs_dropout_prob=model_args.dropout,
-            pairwise_channels=model_args.pairwise_channels,
-            pairwise_num_blocks=model_args.pairwise_num_blocks,
+            **({"pairwise_channels": 16, "pairwise_num_blocks": 2} | pair_sizes),
             **head_kwargs,
         )
         model = head(config)

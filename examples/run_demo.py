@@ -128,7 +128,10 @@ class Demo:
              "--num_train_epochs", str(s[prefix + "_epochs"]), "--max_length", str(s["finetune_len"]),
              "--per_device_train_batch_size", str(s["batch"] if task == "ncRNA" else 8),
              "--learning_rate", "1e-3" if task == "ncRNA" else "2e-3", "--logging_steps", "20",
-             "--seed", str(self.args.seed), *limits], self.out / "logs" / f"{task}.log")
+             "--seed", str(self.args.seed), *limits,
+             # BEACON-B's pair head (16 blocks x 48 channels) costs seconds per step on CPU: use a small one.
+             *(["--pairwise_channels", "16", "--pairwise_num_blocks", "2"] if task == "SSP" else [])],
+            self.out / "logs" / f"{task}.log")
 
     def publish(self) -> None:
         if self.hub_folder.exists():
