@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from copy import deepcopy
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
@@ -34,41 +33,9 @@ from hf_genomics import (
 )
 from hf_genomics.data.pretraining_corpus import pretraining_chunks
 
+from dnabert_reference import dnabert_mask_tokens
+
 TARGETS = {"collator_vs_dnabert": 3.0, "collator_share_of_step": 0.05}
-MASK_LIST = {3: [-1, 1], 4: [-1, 1, 2], 5: [-2, -1, 1, 2], 6: [-2, -1, 1, 2, 3]}
-
-
-def dnabert_mask_tokens(inputs: torch.Tensor, tokenizer, mlm_probability: float):
-    """jerryji1993/DNABERT examples/run_pretrain.py::mask_tokens (global RNG, as there)."""
-    mask_list = MASK_LIST[tokenizer.k]
-    labels = inputs.clone()
-    probability_matrix = torch.full(labels.shape, mlm_probability)
-    special_tokens_mask = [
-        tokenizer.get_special_tokens_mask(val, already_has_special_tokens=True) for val in labels.tolist()
-    ]
-    probability_matrix.masked_fill_(torch.tensor(special_tokens_mask, dtype=torch.bool), value=0.0)
-    probability_matrix.masked_fill_(labels.eq(tokenizer.pad_token_id), value=0.0)
-    masked_indices = torch.bernoulli(probability_matrix).bool()
-    masks = deepcopy(masked_indices)
-    for i, masked_index in enumerate(masks):
-        end = torch.where(probability_matrix[i] != 0)[0].tolist()[-1]
-        mask_centers = set(torch.where(masked_index == 1)[0].tolist())
-        new_centers = deepcopy(mask_centers)
-        for center in mask_centers:
-            for mask_number in mask_list:
-                current_index = center + mask_number
-                if current_index <= end and current_index >= 1:
-                    new_centers.add(current_index)
-        masked_indices[i][list(new_centers)] = True
-    labels[~masked_indices] = -100
-    indices_replaced = torch.bernoulli(torch.full(labels.shape, 0.8)).bool() & masked_indices
-    inputs[indices_replaced] = tokenizer.convert_tokens_to_ids(tokenizer.mask_token)
-    indices_random = torch.bernoulli(torch.full(labels.shape, 0.5)).bool() & masked_indices & ~indices_replaced
-    random_words = torch.randint(len(tokenizer), labels.shape, dtype=torch.long)
-    inputs[indices_random] = random_words[indices_random]
-    return inputs, labels
-
-
 def best_time(function, repeats: int) -> tuple[float, float]:
     """Best wall-clock and best CPU time over `repeats` runs (CPU time is steadier on a shared machine)."""
     best_wall, best_cpu = float("inf"), float("inf")

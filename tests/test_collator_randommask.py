@@ -1,7 +1,9 @@
 """DataCollatorForRandomMask: span arithmetic, DNABERT reproduction, schedule, specials, workers."""
 
 import gzip
+import sys
 from copy import deepcopy
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,43 +11,10 @@ from torch.utils.data import DataLoader
 
 from hf_genomics import DataCollatorForRandomMask, KmerTokenizer, NucleotideTokenizer, RandomMaskSchedule
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from dnabert_reference import dnabert_mask_tokens  # noqa: E402
+
 # DNABERT's run_pretrain.py: offsets added around every centre, per k.
-MASK_LIST = {3: [-1, 1], 4: [-1, 1, 2], 5: [-2, -1, 1, 2], 6: [-2, -1, 1, 2, 3]}
-
-
-def dnabert_mask_tokens(inputs, tokenizer, mlm_probability, generator):
-    """jerryji1993/DNABERT examples/run_pretrain.py::mask_tokens, transcribed with an explicit generator."""
-    mask_list = MASK_LIST[tokenizer.k]
-    labels = inputs.clone()
-    probability_matrix = torch.full(labels.shape, mlm_probability)
-    special_tokens_mask = [
-        tokenizer.get_special_tokens_mask(val, already_has_special_tokens=True) for val in labels.tolist()
-    ]
-    probability_matrix.masked_fill_(torch.tensor(special_tokens_mask, dtype=torch.bool), value=0.0)
-    probability_matrix.masked_fill_(labels.eq(tokenizer.pad_token_id), value=0.0)
-    masked_indices = torch.bernoulli(probability_matrix, generator=generator).bool()
-    masks = deepcopy(masked_indices)
-    for i, masked_index in enumerate(masks):
-        end = torch.where(probability_matrix[i] != 0)[0].tolist()[-1]
-        mask_centers = set(torch.where(masked_index == 1)[0].tolist())
-        new_centers = deepcopy(mask_centers)
-        for center in mask_centers:
-            for mask_number in mask_list:
-                current_index = center + mask_number
-                if current_index <= end and current_index >= 1:
-                    new_centers.add(current_index)
-        masked_indices[i][list(new_centers)] = True
-    labels[~masked_indices] = -100
-    indices_replaced = torch.bernoulli(torch.full(labels.shape, 0.8), generator=generator).bool() & masked_indices
-    inputs[indices_replaced] = tokenizer.convert_tokens_to_ids(tokenizer.mask_token)
-    indices_random = (
-        torch.bernoulli(torch.full(labels.shape, 0.5), generator=generator).bool() & masked_indices & ~indices_replaced
-    )
-    random_words = torch.randint(len(tokenizer), labels.shape, dtype=torch.long, generator=generator)
-    inputs[indices_random] = random_words[indices_random]
-    return inputs, labels, indices_replaced, indices_random
-
-
 def hidden_nucleotides_reference(tokens, masked_row, k, stride):
     """Nucleotides covered by a masked token and by no visible one, from the token strings of one framed row."""
     real = [index for index, token in enumerate(tokens) if len(token) in (1, k) and set(token) <= set("ACGT")]
