@@ -118,6 +118,36 @@ def reference_layer(layer, hidden, key_padding, slopes):
     return F.layer_norm(ffn.dense(inner) + attended, (width,), ffn.LayerNorm.weight, ffn.LayerNorm.bias, 1e-12)
 
 
+def test_alibi_bias_masks_only_negligible_distances():
+    slopes = alibi_slopes(4)  # 2^-2 ... 2^-8: head 0 reaches 60 / 0.25 = 240 tokens each way
+    bias = BeaconAlibiBias(4)(600, torch.float32)[0]
+    distance = (torch.arange(600)[None, :] - torch.arange(600)[:, None]).abs()
+    formula = -slopes[:, None, None] * distance
+    kept = formula >= -60
+    torch.testing.assert_close(bias[kept], formula[kept])
+    assert torch.isneginf(bias[~kept]).all()
+    assert kept[0][300].sum() == 2 * 240 + 1 and kept[3].all()
+
+
+def test_long_inputs_match_the_uncut_alibi_formula_without_denormals(tokenizer, data_dir):
+    """At 600 tokens head 0 masks most keys; outputs still equal the exact formula, and no attention weight is a
+    denormal float (the reason for the cut, see BeaconAlibiBias)."""
+    torch.manual_seed(0)
+    model = BeaconModel(tiny_config(attn_implementation="eager")).eval()
+    records = read_fasta(data_dir / "nrc_ncrna" / "dataset_Rfam_validated_2600_13classes.fasta")
+    sequence = "".join(sequence for _, sequence in records)[:598]
+    batch = tokenizer([sequence], return_tensors="pt")
+    with torch.no_grad():
+        hidden = model.embeddings(batch["input_ids"])
+        for layer in model.encoder.layer:
+            hidden = reference_layer(layer, hidden, batch["attention_mask"].bool(), alibi_slopes(4))
+        output = model(**batch, output_attentions=True)
+    torch.testing.assert_close(output.last_hidden_state, hidden, atol=2e-5, rtol=1e-4)
+    tiny = torch.finfo(torch.float32).tiny
+    for weights in output.attentions:
+        assert not ((weights != 0) & (weights < tiny)).any()
+
+
 @pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
 def test_encoder_matches_handwritten_reference(tokenizer, ncrna, attn_implementation):
     torch.manual_seed(0)

@@ -61,7 +61,15 @@ class BeaconAlibiBias(nn.Module):
 
     Returns a `(1, heads, L, L)` tensor: built once per forward, shared by every layer and broadcast over the batch,
     so it costs O(heads * L^2) memory for any batch size and any length (no maximum length).
+
+    Biases below `-negligible_bias` (default 60) are masked (`-inf`): there the ALiBi factor `exp(bias)` is under
+    1e-26, so those keys only count if their attention logit beats the query's own by more than ~44. Kept, they
+    fill softmax and its backward with denormal floats, which x86 CPUs process many times slower (a 6x384 model
+    then trains at 0.70-0.78x BERT's speed instead of ~1x; `benchmarks/bench_model.py`). Head h thus sees
+    `negligible_bias / slope_h` tokens each way: 15,360 for the flattest of 12 heads.
     """
+
+    negligible_bias = 60.0
 
     def __init__(self, num_heads: int):
         super().__init__()
@@ -69,9 +77,12 @@ class BeaconAlibiBias(nn.Module):
         self.slopes = nn.Buffer(alibi_slopes(num_heads), persistent=False)
 
     def forward(self, seq_length: int, dtype: torch.dtype) -> torch.Tensor:
-        positions = torch.arange(seq_length, device=self.slopes.device)
-        distance = (positions[None, :] - positions[:, None]).abs()
-        return (-self.slopes[:, None, None] * distance).to(dtype).unsqueeze(0)
+        # float32 whatever the model dtype: bfloat16 cannot count positions beyond 256 exactly.
+        positions = torch.arange(seq_length, device=self.slopes.device, dtype=torch.float32)
+        distance = (positions[None, :] - positions[:, None]).abs_()
+        bias = distance * -self.slopes.float()[:, None, None]
+        bias.masked_fill_(bias < -self.negligible_bias, float("-inf"))
+        return bias.to(dtype).unsqueeze(0)
 
 
 class BeaconEmbeddings(nn.Module):
