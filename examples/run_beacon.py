@@ -44,6 +44,11 @@ class ModelArguments:
     pairwise_num_blocks: int | None = field(
         default=None, metadata={"help": "Residual blocks of the pair ResNet (fresh model: 2; pretrained: its config)."}
     )
+    pairwise_pos_weight: float | None = field(
+        default=None,
+        metadata={"help": "Weight of positive pairs in the pair BCE (BEACON: none). Structure maps have ~1 pair per "
+                  "100 cells; short runs predict no pair without it."},
+    )
     dropout: float = field(default=0.1, metadata={"help": "Fresh model: hidden and attention dropout."})
     lora: bool = field(default=False, metadata={"help": "Train LoRA adapters on query/key/value plus the head."})
     lora_r: int = field(default=8)
@@ -91,11 +96,11 @@ def build_model(model_args: ModelArguments, task, tokenizer, id2label):
         head_kwargs |= {"id2label": id2label, "label2id": {name: k for k, name in id2label.items()}}
     # A pretrained encoder usually has no pair head yet, so its size can be chosen here; an unset flag keeps
     # the checkpoint's config (and a fresh model's small default).
-    pair_sizes = {name: value for name, value in (("pairwise_channels", model_args.pairwise_channels),
-                                                  ("pairwise_num_blocks", model_args.pairwise_num_blocks))
-                  if value is not None}
+    pair_head = {name: getattr(model_args, name) for name in ("pairwise_channels", "pairwise_num_blocks",
+                                                              "pairwise_pos_weight")
+                 if getattr(model_args, name) is not None}
     if model_args.model_name_or_path:
-        model = head.from_pretrained(model_args.model_name_or_path, **head_kwargs, **pair_sizes)
+        model = head.from_pretrained(model_args.model_name_or_path, **head_kwargs, **pair_head)
     else:
         config = beacon_models.BeaconConfig(
             vocab_size=len(tokenizer),
@@ -106,7 +111,7 @@ def build_model(model_args: ModelArguments, task, tokenizer, id2label):
             intermediate_size=model_args.intermediate_size,
             hidden_dropout_prob=model_args.dropout,
             attention_probs_dropout_prob=model_args.dropout,
-            **({"pairwise_channels": 16, "pairwise_num_blocks": 2} | pair_sizes),
+            **({"pairwise_channels": 16, "pairwise_num_blocks": 2} | pair_head),
             **head_kwargs,
         )
         model = head(config)

@@ -373,6 +373,20 @@ def test_pairwise_prediction_on_secondary_structures(tokenizer, bprna, problem_t
         model(**batch, labels=labels[:, 1:, 1:])
 
 
+def test_pairwise_pos_weight_weights_positive_pairs(tokenizer, bprna):
+    torch.manual_seed(0)
+    model = BeaconForPairwisePrediction(tiny_config(num_labels=1, pairwise_pos_weight=20.0)).eval()
+    sequence, structure = bprna[0]
+    labels = pair_matrix(structure)[None]
+    out = model(**tokenizer([sequence], return_tensors="pt"), labels=labels)
+    logits, y = out.logits.flatten(), labels.flatten()
+    # The textbook weighted BCE, written out: -(w * y * log s(x) + (1 - y) * log(1 - s(x))), averaged.
+    expected = -(20.0 * y * F.logsigmoid(logits) + (1 - y) * F.logsigmoid(-logits)).mean()
+    torch.testing.assert_close(out.loss, expected)
+    with pytest.raises(ValueError, match="pairwise_pos_weight"):
+        tiny_config(pairwise_pos_weight=0)
+
+
 def test_sequence_pair_classification_on_crispr_pairs(tokenizer, data_dir):
     torch.manual_seed(0)
     rows = (data_dir / "crispr_offtarget_kleinstiver" / "Kleinstiver_5gRNA_active_offTargets.tsv").read_text().splitlines()

@@ -15,7 +15,9 @@ class BeaconConfig(PreTrainedConfig):
     gives a BERT with learned positions (DNABERT-style k-mer models).
 
     Head options: `classifier_dropout` (sequence, token and pair heads; defaults to `hidden_dropout_prob`) and the
-    2-D ResNet of [`BeaconForPairwisePrediction`]: `pairwise_channels`, `pairwise_num_blocks`, `pairwise_dropout`.
+    2-D ResNet of [`BeaconForPairwisePrediction`]: `pairwise_channels`, `pairwise_num_blocks`, `pairwise_dropout`,
+    and `pairwise_pos_weight`, the weight of positive pairs in its binary cross-entropy (BEACON: none, i.e. 1; a
+    secondary-structure map has about one pair per hundred cells, and short runs otherwise predict no pair at all).
 
     Example:
 
@@ -48,6 +50,7 @@ class BeaconConfig(PreTrainedConfig):
     pairwise_channels: int = 48
     pairwise_num_blocks: int = 16
     pairwise_dropout: float = 0.25
+    pairwise_pos_weight: float | None = None
     tie_word_embeddings: bool = True
 
     def __post_init__(self, **kwargs):
@@ -80,6 +83,9 @@ class BeaconConfig(PreTrainedConfig):
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
                 raise ValueError(f"`{name}` must be a probability in [0, 1), got {value!r}.")
+        weight = self.pairwise_pos_weight
+        if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0):
+            raise ValueError(f"`pairwise_pos_weight` must be None or a positive number, got {weight!r}.")
         if self.hidden_act not in ACT2FN:
             raise ValueError(f"`hidden_act` must be one of {sorted(ACT2FN)}, got {self.hidden_act!r}.")
         if self.position_embedding_type not in POSITION_EMBEDDING_TYPES:

@@ -728,7 +728,8 @@ class BeaconForPairwisePrediction(BeaconPreTrainedModel):
 
     Special tokens are dropped as in [`BeaconForTokenClassification`], so `logits` is `(batch, L_nt, L_nt)`
     with `L_nt = seq_len - 2`, symmetric. Labels are `(batch, L_nt, L_nt)` with -1 (or NaN) where there is no
-    label; `problem_type="regression"` gives MSE (distance maps), anything else binary cross-entropy on logits.
+    label; `problem_type="regression"` gives MSE (distance maps), anything else binary cross-entropy on logits
+    (positive pairs weighted by `config.pairwise_pos_weight` when it is set).
     """
 
     def __init__(self, config: BeaconConfig):
@@ -773,7 +774,11 @@ class BeaconForPairwisePrediction(BeaconPreTrainedModel):
             if self.config.problem_type == "regression":
                 per_pair = (logits - safe_labels).square()
             else:
-                per_pair = F.binary_cross_entropy_with_logits(logits, safe_labels, reduction="none")
+                weight = self.config.pairwise_pos_weight
+                pos_weight = None if weight is None else logits.new_tensor(weight)
+                per_pair = F.binary_cross_entropy_with_logits(
+                    logits, safe_labels, reduction="none", pos_weight=pos_weight
+                )
             loss = _masked_mean(per_pair, keep)
         return PairwisePredictionOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
