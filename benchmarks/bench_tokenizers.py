@@ -132,6 +132,7 @@ def main():
     args = parser.parse_args()
     results = run(args.n_sequences, args.length, args.repeats, args.baseline_repeats)
     print(markdown(results))
+    print()  # end the table before the plain lines
     for row in results["rows"]:
         print(f"ratio {row['key']}: {row['ratio']:.1f}x (target >= {row['target']:.0f}x)")
     if args.json is not None:
