@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import json
 import math
 import shlex
@@ -59,9 +58,13 @@ from hf_genomics import (
     LayerMatchTrainer,
     NucleotideTokenizer,
     RandomMaskCallback,
+    class_balanced_metrics,
     default_corpus_files,
+    long_tailed_indices,
     read_fasta,
+    read_nrc,
 )
+from hf_genomics.data.beacon import NCRNA_LABELS
 from hf_genomics.data.pretraining_corpus import build_pretraining_dataset
 from hf_genomics.metrics import matthews_correlation
 from hf_genomics.training.trainer_self_distillation import SelfDistillationTrainer
@@ -72,17 +75,6 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 from run_all import machine_info, replace_section  # noqa: E402
 
-
-def _load_example(name: str):
-    """Import ``examples/<name>.py`` as a module (the examples are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(name, REPO / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-run_imwa = _load_example("run_imwa")  # nRC loading, the long-tailed split and its metrics
 
 START, END = "<!-- methods:start -->", "<!-- methods:end -->"
 SECTIONS = ("pretraining", "position", "tokenization", "semi_supervised", "imbalance")  # order in results.md
@@ -603,11 +595,12 @@ def section_semi_supervised(bench: Workbench) -> list[Run]:
 def section_imbalance(bench: Workbench) -> list[Run]:
     budget = bench.budget
     tokenizer = bench.tokenizer("nucleotide")
-    train_seqs, train_names = run_imwa.load_nrc(NRC / "dataset_Rfam_6320_13classes.fasta")
-    test_seqs, test_names = run_imwa.load_nrc(NRC / "dataset_Rfam_validated_2600_13classes.fasta")
-    families = sorted(set(train_names))
-    train_labels = np.array([families.index(name) for name in train_names])
-    test_labels = np.array([families.index(name) for name in test_names])
+    train_rows = read_nrc(NRC / "dataset_Rfam_6320_13classes.fasta")
+    test_rows = read_nrc(NRC / "dataset_Rfam_validated_2600_13classes.fasta")
+    train_seqs, test_seqs = [row["sequence"] for row in train_rows], [row["sequence"] for row in test_rows]
+    families = NCRNA_LABELS
+    train_labels = np.array([row["label"] for row in train_rows])
+    test_labels = np.array([row["label"] for row in test_rows])
     test_index = (np.arange(len(test_labels)) if budget.max_test_per_class is None
                   else stratified_labels(test_labels, budget.max_test_per_class * len(families), 0))
     test = encode(tokenizer, [test_seqs[i] for i in test_index], test_labels[test_index], budget.imbalance_max_length)
@@ -615,11 +608,11 @@ def section_imbalance(bench: Workbench) -> list[Run]:
 
     def metrics_of(model) -> dict[str, float]:
         prediction = EvalPrediction(predictions=predict_logits(model, test, tokenizer), label_ids=np.array(test["labels"]))
-        return {name: float(value) for name, value in run_imwa.compute_metrics(prediction).items()}
+        return class_balanced_metrics(prediction)
 
     runs = []
     for seed in budget.seeds:
-        keep = run_imwa.long_tailed_indices(train_labels, budget.imbalance_ratio, budget.head_class_size, seed)
+        keep = long_tailed_indices(train_labels, budget.imbalance_ratio, budget.head_class_size, seed)
         train = encode(tokenizer, [train_seqs[i] for i in keep], train_labels[keep], budget.imbalance_max_length)
         for name, imwa_settings in (("plain", (1, 1)), ("imwa", (budget.imwa_models, budget.imwa_episodes))):
             def build(imwa_settings=imwa_settings, name=name) -> list[Run]:
@@ -730,7 +723,7 @@ def render_section(name: str, runs: list[Run], budget: Budget, minutes: float | 
         column = f"nRC, imbalance ratio {budget.imbalance_ratio:g}"
         body = table(runs, "model, method", [(column, "balanced_accuracy", "balanced accuracy"), (column, "macro_f1", "macro-F1")])
         text = (f"### Class imbalance (nRC, long-tailed train at ratio {budget.imbalance_ratio:g}, balanced test)\n\n"
-                f"Training set from `examples/run_imwa.py`'s `long_tailed_indices` (largest class "
+                f"Training set from `hf_genomics.long_tailed_indices` (largest class "
                 f"{budget.head_class_size}, smallest {max(1, round(budget.head_class_size / budget.imbalance_ratio))}; class order "
                 f"drawn per seed), RNAs truncated to {budget.imbalance_max_length} tokens, {budget.imbalance_steps} "
                 f"steps x {budget.imbalance_batch}. The method rows train the BEACON CNN baseline (the model that "

@@ -24,7 +24,7 @@ from sklearn.model_selection import train_test_split
 from hf_genomics.data.beacon import NCRNA_LABELS
 from hf_genomics.data.hub_dataset import HubConfig, beacon_features, write_hub_dataset
 from hf_genomics.data.structure import dot_bracket_to_pairs
-from hf_genomics.io.fasta import read_fasta
+from hf_genomics.io import read_fasta, read_nrc
 
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
@@ -46,22 +46,13 @@ def _seeded_splits(rows: list[dict], seed: int, valid: float = 0.1, test: float 
 
 def build_ncrna(data_dir: Path, seed: int, validation_size: int = 650) -> HubConfig:
     """nRC train (6,320) / test (2,600); `validation_size` rows (BEACON: 650) held out of train, stratified."""
-    def read(name):
-        rows = []
-        for header, sequence in read_fasta(data_dir / "nrc_ncrna" / name):
-            fields = header.split()
-            if fields[-1] not in NCRNA_LABELS:
-                raise ValueError(f"{name}: record {fields[0]!r} has unknown class {fields[-1]!r}.")
-            rows.append({"id": fields[0], "sequence": sequence, "label": NCRNA_LABELS.index(fields[-1])})
-        return rows
-
-    train = read("dataset_Rfam_6320_13classes.fasta")
+    train = read_nrc(data_dir / "nrc_ncrna" / "dataset_Rfam_6320_13classes.fasta")
     train_rows, valid_rows = train_test_split(
         train, test_size=validation_size, random_state=seed, stratify=[row["label"] for row in train]
     )
     return HubConfig(
         name="ncRNA",
-        splits={"train": train_rows, "validation": valid_rows, "test": read("dataset_Rfam_validated_2600_13classes.fasta")},
+        splits={"train": train_rows, "validation": valid_rows, "test": read_nrc(data_dir / "nrc_ncrna" / "dataset_Rfam_validated_2600_13classes.fasta")},
         features=beacon_features("ncRNA"),
         description=f"nRC ncRNA family classification (13 classes), BEACON's ncRNA source. Validation: "
         f"{validation_size} train rows held out, stratified by class (seed {seed}). Test: the 2,600-row nRC test "

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.metrics import balanced_accuracy_score, f1_score
 from transformers import DataCollatorWithPadding, HfArgumentParser, Trainer, TrainingArguments, set_seed
 
 from hf_genomics import (
@@ -34,8 +33,11 @@ from hf_genomics import (
     BeaconForSequenceClassification,
     IMWACallback,
     NucleotideTokenizer,
-    read_fasta,
+    class_balanced_metrics,
+    long_tailed_indices,
+    read_nrc,
 )
+from hf_genomics.data.beacon import NCRNA_LABELS
 
 logger = logging.getLogger(__name__)
 
@@ -61,24 +63,6 @@ class IMWAExampleArguments:
     threads: int = field(default=1, metadata={"help": "torch threads (the machine may be shared)."})
 
 
-def load_nrc(path: Path) -> tuple[list[str], list[str]]:
-    """Sequences and family names (the last header token) of an nRC FASTA file."""
-    records = list(read_fasta(path))
-    return [seq for _, seq in records], [header.split()[-1] for header, _ in records]
-
-
-def long_tailed_indices(labels: np.ndarray, ratio: float, head_size: int, seed: int) -> np.ndarray:
-    """Indices of a long-tailed subsample: the class of seeded rank i keeps ``head_size * ratio^(-i/(C-1))``."""
-    rng = np.random.default_rng(seed)
-    classes = rng.permutation(np.unique(labels))
-    keep = []
-    for rank, label in enumerate(classes):
-        members = np.flatnonzero(labels == label)
-        size = min(len(members), max(1, round(head_size * ratio ** (-rank / (len(classes) - 1)))))
-        keep.append(rng.choice(members, size=size, replace=False))
-    return np.sort(np.concatenate(keep))
-
-
 def build_model(args: IMWAExampleArguments, num_labels: int, tokenizer: NucleotideTokenizer):
     if args.model == "cnn":
         config = BaselineConfig(architecture="cnn", vocab_size=tokenizer.vocab_size,
@@ -91,12 +75,6 @@ def build_model(args: IMWAExampleArguments, num_labels: int, tokenizer: Nucleoti
                               pad_token_id=tokenizer.pad_token_id, num_labels=num_labels)
         return BeaconForSequenceClassification(config)
     raise ValueError(f"--model must be 'cnn' or 'beacon', got {args.model!r}.")
-
-
-def compute_metrics(prediction) -> dict[str, float]:
-    predicted = prediction.predictions.argmax(axis=-1)
-    return {"balanced_accuracy": balanced_accuracy_score(prediction.label_ids, predicted),
-            "macro_f1": f1_score(prediction.label_ids, predicted, average="macro")}
 
 
 def run(args, name, train, test, num_labels, tokenizer, seed, imwa_settings, compute) -> dict[str, dict[str, float]]:
@@ -115,7 +93,7 @@ def run(args, name, train, test, num_labels, tokenizer, seed, imwa_settings, com
     )
     trainer = Trainer(model=build_model(args, num_labels, tokenizer), args=training_args, train_dataset=train,
                       data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
-                      compute_metrics=compute_metrics)
+                      compute_metrics=class_balanced_metrics)
     imwa = IMWACallback(trainer, ema_decay=args.ema_decay, **imwa_settings)
     trainer.add_callback(imwa)
     trainer.train()
@@ -132,15 +110,12 @@ def main():
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
     tokenizer = NucleotideTokenizer()
-    train_seqs, train_names = load_nrc(Path(args.data_dir) / "dataset_Rfam_6320_13classes.fasta")
-    test_seqs, test_names = load_nrc(Path(args.data_dir) / "dataset_Rfam_validated_2600_13classes.fasta")
-    families = sorted(set(train_names))
-    if sorted(set(test_names)) != families:
-        raise ValueError(f"Train and test families differ: {families} vs {sorted(set(test_names))}.")
-    train_labels = np.array([families.index(n) for n in train_names])
-    train_ids = tokenizer(train_seqs, truncation=True, max_length=args.max_length)["input_ids"]
-    test_ids = tokenizer(test_seqs, truncation=True, max_length=args.max_length)["input_ids"]
-    test = [{"input_ids": ids, "labels": families.index(n)} for ids, n in zip(test_ids, test_names)]
+    train_rows = read_nrc(Path(args.data_dir) / "dataset_Rfam_6320_13classes.fasta")
+    test_rows = read_nrc(Path(args.data_dir) / "dataset_Rfam_validated_2600_13classes.fasta")
+    train_labels = np.array([row["label"] for row in train_rows])
+    train_ids = tokenizer([row["sequence"] for row in train_rows], truncation=True, max_length=args.max_length)["input_ids"]
+    test_ids = tokenizer([row["sequence"] for row in test_rows], truncation=True, max_length=args.max_length)["input_ids"]
+    test = [{"input_ids": ids, "labels": row["label"]} for ids, row in zip(test_ids, test_rows)]
 
     k, e = args.num_models, args.num_episodes
     available = {"plain": ({"num_models": 1, "num_episodes": 1}, 1), "imwa": ({"num_models": k, "num_episodes": e}, 1),
@@ -154,11 +129,11 @@ def main():
         for seed in [int(s) for s in args.seeds.split(",")]:
             keep = long_tailed_indices(train_labels, ratio, args.head_class_size, seed)
             train = [{"input_ids": train_ids[i], "labels": int(train_labels[i])} for i in keep]
-            counts = np.bincount(train_labels[keep], minlength=len(families))
+            counts = np.bincount(train_labels[keep], minlength=len(NCRNA_LABELS))
             logger.info(f"ratio {ratio:g} seed {seed}: {len(train)} training sequences, class sizes {sorted(counts)}")
             for method in names:
                 settings, compute = available[method]
-                metrics = run(args, f"ratio{ratio:g}_seed{seed}_{method}", train, test, len(families), tokenizer,
+                metrics = run(args, f"ratio{ratio:g}_seed{seed}_{method}", train, test, len(NCRNA_LABELS), tokenizer,
                               seed, settings, compute)
                 ema_name = "ema" if method == "plain" else f"{method}_ema"
                 for name, key in ((method, "model"), (ema_name, "ema")):

@@ -9,7 +9,7 @@ from transformers.models.auto.tokenization_auto import REGISTERED_TOKENIZER_CLAS
 
 from .tokenization_nucleotide import NucleotideTokenizer
 from .tokenization_kmer import KmerTokenizer
-from .io.fasta import read_fasta, split_on_n_runs
+from .io import read_fasta, read_nrc, split_on_n_runs
 from .corpus import default_corpus_files
 from .models.beacon import (
     BeaconConfig,
@@ -28,6 +28,7 @@ from .data.collator_randommask import DataCollatorForRandomMask, RandomMaskSched
 from .data.beacon import BEACON_TASKS, BeaconTask, get_task
 from .data.collator_beacon import DataCollatorForBeacon, encode_beacon_batch
 from .data.hub_dataset import beacon_features, HubConfig, write_hub_dataset
+from .data.imbalance import long_tailed_indices
 from .data.structure import (
     dot_bracket_to_pairs,
     matrix_to_pairs,
@@ -40,9 +41,12 @@ from .data.structure import (
 )
 from .metrics import (
     accuracy,
+    balanced_accuracy,
     BeaconMetrics,
+    class_balanced_metrics,
     contact_top_l_precision,
     logit_pearson_r2,
+    macro_f1,
     make_compute_metrics,
     matthews_correlation,
     mcrmse,
@@ -70,6 +74,7 @@ __all__ = [
     "NucleotideTokenizer",
     "KmerTokenizer",
     "read_fasta",
+    "read_nrc",
     "split_on_n_runs",
     "default_corpus_files",
     "BeaconConfig",
@@ -98,6 +103,7 @@ __all__ = [
     "beacon_features",
     "HubConfig",
     "write_hub_dataset",
+    "long_tailed_indices",
     "dot_bracket_to_pairs",
     "matrix_to_pairs",
     "pairs_to_dot_bracket",
@@ -107,9 +113,12 @@ __all__ = [
     "write_bpseq",
     "write_ct",
     "accuracy",
+    "balanced_accuracy",
     "BeaconMetrics",
+    "class_balanced_metrics",
     "contact_top_l_precision",
     "logit_pearson_r2",
+    "macro_f1",
     "make_compute_metrics",
     "matthews_correlation",
     "mcrmse",

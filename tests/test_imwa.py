@@ -2,16 +2,18 @@
 checkpoint resume mid-episode, and the two-process (gloo) mode."""
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from hf_genomics import IMWACallback
+from hf_genomics import IMWACallback, long_tailed_indices, read_nrc
 from hf_genomics.training.callback_imwa import average_replicas_, uniform_mean
 
 SCRIPT = Path(__file__).parent / "scripts" / "imwa_ddp.py"
@@ -20,6 +22,26 @@ imwa_ddp = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(imwa_ddp)
 
 COUNTER = "encoder.blocks.0.norm1.num_batches_tracked"
+
+
+def test_long_tailed_subsample_of_nrc_follows_the_exponential_profile(data_dir):
+    rows = read_nrc(data_dir / "nrc_ncrna" / "dataset_Rfam_6320_13classes.fasta")
+    labels = np.array([row["label"] for row in rows])
+    assert len(rows) == 6320 and set(labels) == set(range(13))
+    keep = long_tailed_indices(labels, ratio=100, head_size=400, seed=3)
+    sizes = sorted(np.bincount(labels[keep], minlength=13), reverse=True)
+    assert sizes == [round(400 * 100 ** (-rank / 12)) for rank in range(13)]  # every class has >= 400
+    assert np.array_equal(keep, long_tailed_indices(labels, 100, 400, seed=3))
+    assert not np.array_equal(keep, long_tailed_indices(labels, 100, 400, seed=4))
+    with pytest.raises(ValueError, match="ratio"):
+        long_tailed_indices(labels, ratio=0.5, head_size=400, seed=0)
+
+
+def test_read_nrc_names_the_record_with_an_unknown_family(tmp_path):
+    path = tmp_path / "nrc.fasta"
+    path.write_text(">RF0001_a tRNA\nGCAUCCGUAG\n>RF0002_b snoRNA\nGGAUC\n")
+    with pytest.raises(ValueError, match="RF0002_b.*snoRNA"):
+        read_nrc(path)
 
 
 def test_average_of_known_weights():
@@ -199,3 +221,19 @@ def test_ema_is_evaluated_during_training_and_live_weights_restored(tmp_path):
     ema_metrics, live_metrics = imwa.evaluate_ema(), trainer.evaluate()
     assert ema_metrics["eval_ema_loss"] != live_metrics["eval_loss"]
     assert all(torch.equal(value, trainer.model.state_dict()[name]) for name, value in live.items())
+
+
+def test_run_imwa_example_end_to_end(tmp_path):
+    """examples/run_imwa.py on a tiny long-tailed nRC subsample: both runs train, report and save."""
+    repo = Path(__file__).resolve().parents[1]
+    command = [sys.executable, str(repo / "examples" / "run_imwa.py"), "--output_dir", str(tmp_path),
+               "--head_class_size", "16", "--imbalance_ratios", "8", "--num_train_epochs", "1",
+               "--max_length", "48", "--hidden_size", "16", "--embedding_dim", "8",
+               "--num_models", "2", "--num_episodes", "2", "--batch_size", "16"]
+    run = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads((tmp_path / "imwa_results.json").read_text())
+    assert [row["method"] for row in results] == ["plain", "ema", "imwa", "imwa_ema"]
+    assert all(0 <= row["balanced_accuracy"] <= 1 and 0 <= row["macro_f1"] <= 1 for row in results)
+    assert (tmp_path / "ratio8_seed0_imwa" / "model" / "config.json").exists()
+    assert "| 8 | imwa |" in run.stdout

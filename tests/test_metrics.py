@@ -9,6 +9,9 @@ from transformers import EvalPrediction
 
 from hf_genomics.metrics import (
     accuracy,
+    balanced_accuracy,
+    class_balanced_metrics,
+    macro_f1,
     contact_top_l_precision,
     logit_pearson_r2,
     make_compute_metrics,
@@ -92,6 +95,22 @@ def test_classification_metrics_match_sklearn():
     labels[:, 3] = 1  # single-valued label column scores 0.5, as in BEACON
     expected = np.mean([skm.roc_auc_score(labels[:, j], probs[:, j]) if j != 3 else 0.5 for j in range(12)])
     assert mean_roc_auc(probs, labels) == pytest.approx(expected)
+
+
+def test_class_balanced_metrics_match_written_out_formulas():
+    truth = np.repeat(np.arange(4), [200, 50, 10, 2])  # long-tailed
+    predicted = np.where(rng.random(len(truth)) < 0.7, truth, rng.integers(0, 4, len(truth)))
+    recalls, f1s = [], []
+    for c in range(4):
+        tp = np.sum((predicted == c) & (truth == c))
+        fp, fn = np.sum((predicted == c) & (truth != c)), np.sum((predicted != c) & (truth == c))
+        recalls.append(tp / (tp + fn))
+        f1s.append(2 * tp / (2 * tp + fp + fn))
+    assert balanced_accuracy(predicted, truth) == pytest.approx(np.mean(recalls))
+    assert macro_f1(predicted, truth) == pytest.approx(np.mean(f1s))
+    logits = np.eye(4)[predicted] + 0.01 * rng.random((len(truth), 4))
+    metrics = class_balanced_metrics(EvalPrediction(predictions=logits, label_ids=truth))
+    assert metrics == pytest.approx({"balanced_accuracy": np.mean(recalls), "macro_f1": np.mean(f1s)})
 
 
 def test_splice_topk_accuracy_and_mcrmse_formulas():

@@ -1,10 +1,12 @@
 """BEACON / GUE metrics (`functional`) and `Trainer` `compute_metrics` factories (`compute_metrics`)."""
 
-from .compute_metrics import BeaconMetrics, make_compute_metrics
+from .compute_metrics import BeaconMetrics, class_balanced_metrics, make_compute_metrics
 from .functional import (
     accuracy,
+    balanced_accuracy,
     contact_top_l_precision,
     logit_pearson_r2,
+    macro_f1,
     matthews_correlation,
     mcrmse,
     mean_pearson_r2,
@@ -17,10 +19,13 @@ from .functional import (
 
 __all__ = [
     "BeaconMetrics",
+    "class_balanced_metrics",
     "make_compute_metrics",
     "accuracy",
+    "balanced_accuracy",
     "contact_top_l_precision",
     "logit_pearson_r2",
+    "macro_f1",
     "matthews_correlation",
     "mcrmse",
     "mean_pearson_r2",

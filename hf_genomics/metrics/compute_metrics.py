@@ -112,3 +112,11 @@ class BeaconMetrics:
 def make_compute_metrics(task: BeaconTask | str, min_separation: int = 24) -> BeaconMetrics:
     """`compute_metrics` for `Trainer` on a BEACON task; pass `batch_eval_metrics=True` for pairwise tasks."""
     return BeaconMetrics(task, min_separation=min_separation)
+
+
+def class_balanced_metrics(prediction) -> dict[str, float]:
+    """`compute_metrics` for class-imbalanced classification (as reported by IMWA): balanced accuracy (mean
+    per-class recall) and macro-F1 of the argmax over the logits."""
+    predicted = _to_numpy(prediction.predictions).argmax(axis=-1)
+    labels = _to_numpy(prediction.label_ids)
+    return {"balanced_accuracy": F.balanced_accuracy(predicted, labels), "macro_f1": F.macro_f1(predicted, labels)}

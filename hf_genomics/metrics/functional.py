@@ -136,6 +136,18 @@ def matthews_correlation(predicted_labels, labels, ignore_index: int | None = -1
     return float(skm.matthews_corrcoef(labels.astype(np.int64), predicted_labels.astype(np.int64)))
 
 
+def balanced_accuracy(predicted_labels, labels, ignore_index: int | None = -100) -> float:
+    """Mean per-class recall (class-imbalanced tasks, IMWA)."""
+    predicted_labels, labels = _as_flat_valid(predicted_labels, labels, ignore_index)
+    return float(skm.balanced_accuracy_score(labels.astype(np.int64), predicted_labels.astype(np.int64)))
+
+
+def macro_f1(predicted_labels, labels, ignore_index: int | None = -100) -> float:
+    """Unweighted mean of per-class F1 (class-imbalanced tasks, IMWA)."""
+    predicted_labels, labels = _as_flat_valid(predicted_labels, labels, ignore_index)
+    return float(skm.f1_score(labels.astype(np.int64), predicted_labels.astype(np.int64), average="macro"))
+
+
 def mean_roc_auc(probabilities, labels) -> float:
     """Modif: mean over labels of ROC-AUC, scoring 0.5 for a label with only one class present (BEACON)."""
     probabilities, labels = np.asarray(probabilities, dtype=np.float64), np.asarray(labels)
