@@ -193,6 +193,7 @@ def main(argv: list[str] | None = None) -> dict:
     trainer.train()
     trainer.save_model()
     trainer.save_state()  # trainer_state.json: loss and metric curves for reports
+    trainer.remove_callback(EarlyStoppingCallback)  # it would warn that the test metrics have no eval_ key
     test_metrics = trainer.evaluate(encoded["test"], metric_key_prefix="test")
     results = {
         "task": task.name,
