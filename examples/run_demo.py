@@ -200,14 +200,25 @@ comparable).
 
 ![SSP pair map](figures/ssp_pair_map.png)
 
-## Artefacts
+## Artefacts (paths relative to this report)
 
-- datasets (Parquet + card, `datasets.load_dataset(path, "ncRNA")`): `{self.datasets}`
-- pretrained model + tokenizer + card: `{self.hub_folder}`, also in the local HF cache as `{self.args.hub_id}`
-- fine-tuned models and `beacon_results.json`: `{self.out / 'ncRNA'}`, `{self.out / 'SSP'}`
+- datasets (Parquet + card, `datasets.load_dataset(path, "ncRNA")`): `{self.datasets.relative_to(self.out)}`
+- pretrained model + tokenizer + card: `{self.hub_folder.relative_to(self.out)}`, also in the local HF cache as
+  `{self.args.hub_id}`
+- fine-tuned models and `beacon_results.json`: `ncRNA/`, `SSP/`
+
+Stage times on this machine ({os.cpu_count()} CPUs): {self.stage_times()}.
 """
         (self.out / "report.md").write_text(report)
         print("\n" + table + f"\n\nReport: {self.out / 'report.md'}")
+
+    def stage_times(self) -> str:
+        times = []
+        for name in ("datasets", "pretrain", "ncRNA", "SSP", "publish"):
+            marker = self.out / f".done-{name}"
+            if marker.exists():
+                times.append(f"{name} {json.loads(marker.read_text())['seconds']:.0f} s")
+        return ", ".join(times)
 
     # ----- predictions for the figures -----
 
