@@ -1,6 +1,6 @@
 """The main job: pretrain a tiny BEACON-B on real RNA, fine-tune it on BEACON tasks, and write a report.
 
-    python examples/run_demo.py            # what `make demo` runs (about 15 minutes on 2 CPU cores)
+    python examples/run_demo.py            # what `make demo` runs (about 14 minutes on 2 CPU cores)
     python examples/run_demo.py --quick    # a one-minute smoke run of every stage (used by the tests)
     python examples/run_demo.py --fresh    # forget finished stages and start over
 
@@ -54,7 +54,7 @@ class DemoArguments:
 
 
 def sizes(quick: bool) -> dict:
-    """Model and budget for the full demo (about 15 minutes on 2 cores) or the smoke run."""
+    """Model and budget for the full demo (about 14 minutes on 2 cores) or the smoke run."""
     if quick:
         return dict(hidden=32, layers=2, heads=2, ffn=64, pretrain_steps=8, pretrain_batch=8, pretrain_len=64,
                     ncrna_epochs=1, ncrna_train=64, ncrna_eval=32, ssp_epochs=1, ssp_train=16, ssp_eval=8,
