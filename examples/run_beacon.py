@@ -105,6 +105,7 @@ def build_model(model_args: ModelArguments, task, tokenizer, id2label):
         config = beacon_models.BeaconConfig(
             vocab_size=len(tokenizer),
             pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
             hidden_size=model_args.hidden_size,
             num_hidden_layers=model_args.num_hidden_layers,
             num_attention_heads=model_args.num_attention_heads,

@@ -240,6 +240,7 @@ def main(argv: list[str] | None = None) -> dict:
     config = BeaconConfig(
         vocab_size=len(tokenizer),
         pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,  # as the tokenizer says, so Trainer need not align (and warn)
         hidden_size=model_args.hidden_size,
         num_hidden_layers=model_args.num_hidden_layers,
         num_attention_heads=model_args.num_attention_heads,
