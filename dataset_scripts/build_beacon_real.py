@@ -47,12 +47,13 @@ def _seeded_splits(rows: list[dict], seed: int, valid: float = 0.1, test: float 
 def build_ncrna(data_dir: Path, seed: int, validation_size: int = 650) -> HubConfig:
     """nRC train (6,320) / test (2,600); `validation_size` rows (BEACON: 650) held out of train, stratified."""
     train = read_nrc(data_dir / "nrc_ncrna" / "dataset_Rfam_6320_13classes.fasta")
+    test = read_nrc(data_dir / "nrc_ncrna" / "dataset_Rfam_validated_2600_13classes.fasta")
     train_rows, valid_rows = train_test_split(
         train, test_size=validation_size, random_state=seed, stratify=[row["label"] for row in train]
     )
     return HubConfig(
         name="ncRNA",
-        splits={"train": train_rows, "validation": valid_rows, "test": read_nrc(data_dir / "nrc_ncrna" / "dataset_Rfam_validated_2600_13classes.fasta")},
+        splits={"train": train_rows, "validation": valid_rows, "test": test},
         features=beacon_features("ncRNA"),
         description=f"nRC ncRNA family classification (13 classes), BEACON's ncRNA source. Validation: "
         f"{validation_size} train rows held out, stratified by class (seed {seed}). Test: the 2,600-row nRC test "

@@ -113,9 +113,11 @@ def main():
     train_rows = read_nrc(Path(args.data_dir) / "dataset_Rfam_6320_13classes.fasta")
     test_rows = read_nrc(Path(args.data_dir) / "dataset_Rfam_validated_2600_13classes.fasta")
     train_labels = np.array([row["label"] for row in train_rows])
-    train_ids = tokenizer([row["sequence"] for row in train_rows], truncation=True, max_length=args.max_length)["input_ids"]
-    test_ids = tokenizer([row["sequence"] for row in test_rows], truncation=True, max_length=args.max_length)["input_ids"]
-    test = [{"input_ids": ids, "labels": row["label"]} for ids, row in zip(test_ids, test_rows)]
+    def encode(rows):
+        return tokenizer([row["sequence"] for row in rows], truncation=True, max_length=args.max_length)["input_ids"]
+
+    train_ids = encode(train_rows)
+    test = [{"input_ids": ids, "labels": row["label"]} for ids, row in zip(encode(test_rows), test_rows)]
 
     k, e = args.num_models, args.num_episodes
     available = {"plain": ({"num_models": 1, "num_episodes": 1}, 1), "imwa": ({"num_models": k, "num_episodes": e}, 1),
