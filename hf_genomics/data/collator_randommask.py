@@ -167,10 +167,11 @@ class DataCollatorForRandomMask(DataCollatorForLanguageModeling):
             raise ValueError(
                 f"The tokenizer vocabulary has no {k}-mer tokens made of A/C/G/T to draw random replacements from."
             )
-        self._maskable_id = torch.ones(size, dtype=torch.bool)
-        self._maskable_id[sorted(special_ids)] = False
         self._mask_token_id = self.tokenizer.convert_tokens_to_ids(self.tokenizer.mask_token)
         self._pad_token_id = self.tokenizer.pad_token_id
+        # Which ids may be masked: never specials, never padding.
+        self._maskable_id = torch.ones(size, dtype=torch.bool)
+        self._maskable_id[sorted(special_ids | {self._pad_token_id} - {None})] = False
 
         # Shared memory: forked or spawned DataLoader workers keep references to these very buffers, so the
         # callback's progress updates reach them and their statistics reach the callback.
@@ -273,8 +274,6 @@ class DataCollatorForRandomMask(DataCollatorForLanguageModeling):
         if self.seed is not None and self._generator_pid != os.getpid():
             self.create_rng()
         maskable = self._maskable_id.take(inputs)  # lookup table: ids outside the vocabulary raise
-        if self._pad_token_id is not None:
-            maskable &= inputs != self._pad_token_id
         if special_tokens_mask is not None:
             maskable &= ~torch.as_tensor(special_tokens_mask, dtype=torch.bool)
 
