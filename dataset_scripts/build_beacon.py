@@ -3,13 +3,15 @@
     python dataset_scripts/build_beacon.py --raw_dir RAW --output_dir OUT [--tasks SSP ncRNA ...]
 
 RAW is the unpacked Google Drive folder of terry-r123/RNABenchmark, one sub-folder per task named as in BEACON
-(`Secondary_structure_prediction`, `ContactMap`, ..., see `hf_genomics.data.beacon`). Tasks whose folder is
-missing are skipped. Afterwards `datasets.load_dataset(OUT, "ncRNA")` works offline.
+(`Secondary_structure_prediction`, `ContactMap`, ..., see `hf_genomics.data.beacon`). Without --tasks, tasks whose
+folder is missing are skipped; a task folder that is there (or asked for) must hold all its split files. Configs
+already in OUT that are not rebuilt are kept. Afterwards `datasets.load_dataset(OUT, "ncRNA")` works offline.
 """
 
 import argparse
 import csv
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -29,6 +31,18 @@ BEACON_CITATION = """@inproceedings{ren2024beacon,
 }"""
 SPLIT_FILES = {"train": "train", "validation": "val", "test": "test"}
 EXTRA_STRUCTURE_TEST_SETS = ("RFAM19", "DIRECT")
+# Columns each task's CSV is read by, by position as in BEACON (names only for error messages; headers vary).
+CSV_COLUMNS = {
+    "CMP": ("id", "seq"),
+    "DMP": ("id", "seq"),
+    "SSI": ("seq", "struct", "label"),
+    "APA": ("index", "seq", "label"),
+    "PRS": ("seq", "ON", "OFF", "ON_OFF"),
+    "CRI-Off": ("sgrna", "target", "label"),
+}
+SSP_COLUMNS = ("data_name", "file_name", "seq")
+# Labels are stored as float32: a larger number would become inf.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _clean_sequence(sequence: str, where: str) -> str:
@@ -38,48 +52,84 @@ def _clean_sequence(sequence: str, where: str) -> str:
     return sequence
 
 
-def _csv_rows(path: Path):
-    """(line number, fields) for each data row of a BEACON CSV, header skipped."""
+def _require_file(path: Path, expected: str) -> Path:
+    if not path.is_file():
+        raise ValueError(f"{path} is missing; expected {expected}.")
+    return path
+
+
+def _csv_rows(path: Path, columns: tuple[str, ...]):
+    """(where, fields) for each data row of a BEACON CSV, header skipped; every row needs `columns` by position."""
+    n_rows = 0
     with open(path, newline="") as handle:
         reader = csv.reader(handle)
         next(reader, None)
         for line, fields in enumerate(reader, start=2):
-            if fields:
-                yield f"{path}:{line}", fields
+            if not fields:
+                continue
+            if len(fields) < len(columns):
+                raise ValueError(f"{path}:{line}: {len(fields)} column(s); expected {len(columns)} "
+                                 f"({', '.join(columns)}, by position).")
+            n_rows += 1
+            yield f"{path}:{line}", fields
+    if not n_rows:
+        raise ValueError(f"{path}: no data rows after the header; expected rows of {', '.join(columns)}.")
 
 
 def _floats(text: str, where: str, expected: int | None = None) -> list[float]:
+    """Space-separated finite numbers (`expected` of them): nan/inf labels would be trained on as if real."""
     try:
         values = [float(x) for x in text.split()]
     except ValueError:
         raise ValueError(f"{where}: expected space-separated numbers, got {text[:40]!r}.") from None
     if expected is not None and len(values) != expected:
-        raise ValueError(f"{where}: expected {expected} values, got {len(values)}.")
+        raise ValueError(f"{where}: expected {expected} numbers, got {len(values)} in {text[:40]!r}.")
+    for value in values:
+        if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
+            raise ValueError(f"{where}: {value} in {text[:40]!r} is not a finite float32; only finite numbers "
+                             "are accepted.")
     return values
 
 
 def _split_paths(task_dir: Path, extra: tuple[str, ...] = ()) -> dict[str, Path]:
-    names = dict(SPLIT_FILES) | {name: name for name in extra}
-    return {split: task_dir / f"{stem}.csv" for split, stem in names.items() if (task_dir / f"{stem}.csv").exists()}
+    """train/val/test CSVs (all required) and those of the optional `extra` test sets that exist."""
+    paths = {split: _require_file(task_dir / f"{stem}.csv", f"{stem}.csv next to the other BEACON split files")
+             for split, stem in SPLIT_FILES.items()}
+    return paths | {name: task_dir / f"{name}.csv" for name in extra if (task_dir / f"{name}.csv").exists()}
 
 
 def _load_matrix(path: Path, length: int, where: str) -> np.ndarray:
     if not path.exists():
         raise ValueError(f"{where}: matrix file {path} is missing.")
-    matrix = np.load(path)
+    try:
+        matrix = np.load(path)
+    except (ValueError, OSError) as error:
+        raise ValueError(f"{where}: {path} is not a readable .npy matrix ({error}).") from error
     if matrix.shape != (length, length):
         raise ValueError(f"{where}: matrix {path.name} has shape {matrix.shape} but the sequence has length {length}.")
+    if not np.isfinite(matrix).all():
+        i, j = np.argwhere(~np.isfinite(matrix))[0]
+        raise ValueError(f"{where}: matrix {path.name} holds {matrix[i, j]} at [{i}, {j}]; only finite values "
+                         "are accepted.")
     return matrix
 
 
 def convert_ssp(task_dir: Path) -> dict[str, list[dict]]:
     """bpRNA/bpRNA.csv (data_name in TR0/VL0/TS0, file_name, seq[, structure]) + bpRNA/<set>/<file_name>.npy."""
     root = task_dir / "bpRNA"
+    path = _require_file(root / "bpRNA.csv", "the SSP index with columns data_name, file_name, seq")
     split_of = {"TR0": "train", "VL0": "validation", "TS0": "test"}
     splits: dict[str, list[dict]] = {"train": [], "validation": [], "test": []}
-    with open(root / "bpRNA.csv", newline="") as handle:
-        for line, row in enumerate(csv.DictReader(handle), start=2):
-            where = f"{root / 'bpRNA.csv'}:{line} ({row.get('file_name')})"
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = [column for column in SSP_COLUMNS if column not in (reader.fieldnames or ())]
+        if missing:
+            raise ValueError(f"{path}: no column {', '.join(missing)}; SSP reads {', '.join(SSP_COLUMNS)} "
+                             f"(and an optional structure), found {reader.fieldnames}.")
+        for line, row in enumerate(reader, start=2):
+            where = f"{path}:{line} ({row.get('file_name')})"
+            if None in (row[column] for column in SSP_COLUMNS):
+                raise ValueError(f"{where}: row has fewer fields than the header ({', '.join(SSP_COLUMNS)}).")
             if row.get("data_name") not in split_of:
                 raise ValueError(f"{where}: data_name {row.get('data_name')!r} is not one of {list(split_of)}.")
             sequence = _clean_sequence(row["seq"], where)
@@ -94,6 +144,9 @@ def convert_ssp(task_dir: Path) -> dict[str, list[dict]]:
             splits[split_of[row["data_name"]]].append(
                 {"id": Path(file_name).stem, "sequence": sequence, "structure": structure, "pairs": pairs.tolist()}
             )
+    for data_name, split in split_of.items():
+        if not splits[split]:
+            raise ValueError(f"{path}: no row has data_name {data_name}; each of {list(split_of)} makes a split.")
     return splits
 
 
@@ -102,7 +155,7 @@ def convert_contact_or_distance(task_dir: Path, task_name: str) -> dict[str, lis
     splits = {}
     for split, path in _split_paths(task_dir, EXTRA_STRUCTURE_TEST_SETS).items():
         rows = []
-        for where, fields in _csv_rows(path):
+        for where, fields in _csv_rows(path, CSV_COLUMNS[task_name]):
             record_id, sequence = fields[0], _clean_sequence(fields[1], where)
             if task_name == "CMP":
                 matrix = _load_matrix(task_dir / "contact_map" / f"{record_id}.npy", len(sequence), where)
@@ -124,7 +177,7 @@ def _row_converter(task_name: str):
             sgrna, target = _clean_sequence(fields[0], where), _clean_sequence(fields[1], where)
             if len(sgrna) != len(target):
                 raise ValueError(f"{where}: sgRNA ({len(sgrna)} nt) and target ({len(target)} nt) differ in length.")
-            return {"id": record_id, "sgrna": sgrna, "target": target, "label": float(fields[2])}
+            return {"id": record_id, "sgrna": sgrna, "target": target, "label": _floats(fields[2], where, 1)[0]}
         # APA: column 1 is the sequence and column 2 the label (columns 0 and 3 are unused by BEACON).
         seq_column = 1 if task.name == "APA" else 0
         sequence = _clean_sequence(fields[seq_column], where)
@@ -147,8 +200,8 @@ def _row_converter(task_name: str):
                 raise ValueError(f"{where}: Modif labels must be 0/1, got {label_text!r}.")
             return row | {"label": [int(x) for x in labels]}
         if task.name == "PRS":
-            return row | {"label": [float(x) for x in fields[1:4]]}
-        return row | {"label": float(label_text)}
+            return row | {"label": _floats(" ".join(fields[1:4]), where, 3)}
+        return row | {"label": _floats(label_text, where, 1)[0]}
 
     return convert
 
@@ -157,7 +210,8 @@ def convert_csv_task(task_dir: Path, task_name: str) -> dict[str, list[dict]]:
     convert = _row_converter(task_name)
     splits = {}
     for split, path in _split_paths(task_dir).items():
-        reader = _modif_rows(path) if task_name == "Modif" else _csv_rows(path)
+        columns = CSV_COLUMNS.get(task_name, ("seq", "label"))
+        reader = _modif_rows(path) if task_name == "Modif" else _csv_rows(path, columns)
         splits[split] = [convert(where, fields, f"{split}_{k}") for k, (where, fields) in enumerate(reader)]
     return splits
 
@@ -168,8 +222,14 @@ def _modif_rows(path: Path):
         reader = csv.DictReader(handle)
         if not {"sequence", "label"} <= set(reader.fieldnames or ()):
             raise ValueError(f"{path}: Modif CSV needs columns `sequence` and `label`, found {reader.fieldnames}.")
+        n_rows = 0
         for line, row in enumerate(reader, start=2):
+            if None in (row["sequence"], row["label"]):
+                raise ValueError(f"{path}:{line}: row has fewer fields than the header (sequence, label).")
+            n_rows += 1
             yield f"{path}:{line}", [row["sequence"], row["label"]]
+    if not n_rows:
+        raise ValueError(f"{path}: no data rows after the header; expected rows of sequence, label.")
 
 
 VDP_TARGETS = ("reactivity", "deg_Mg_pH10", "deg_Mg_50C")
@@ -182,7 +242,14 @@ def _read_json_records(path: Path) -> list[dict]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        records = []
+        for line, record in enumerate(text.splitlines(), start=1):
+            try:
+                records += [json.loads(record)] if record.strip() else []
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}:{line}: not JSON ({error}); expected a JSON list, a pandas "
+                                 "column-oriented JSON object or one JSON record per line.") from None
+        return records
     if isinstance(data, dict):  # pandas "columns" orientation: {column: {row: value}}
         keys = list(next(iter(data.values())))
         return [{column: data[column][k] for column in data} for k in keys]
@@ -193,27 +260,44 @@ def convert_vdp(task_dir: Path) -> dict[str, list[dict]]:
     """train-val-test/{train_1,val_1,test_1}.json in the Kaggle OpenVaccine schema; test has no labels."""
     splits = {}
     for split, stem in (("train", "train_1"), ("validation", "val_1"), ("test", "test_1")):
-        path = task_dir / "train-val-test" / f"{stem}.json"
-        if not path.exists():
-            continue
+        path = _require_file(task_dir / "train-val-test" / f"{stem}.json", "the OpenVaccine-schema JSON split")
         rows = []
-        for record in _read_json_records(path):
-            where = f"{path} ({record.get('id')})"
+        for k, record in enumerate(_read_json_records(path)):
+            where = f"{path} (record {k}, id {record.get('id')!r})"
+            threshold = VDP_MIN_SIGNAL_TO_NOISE[split]
+            # Training and validation rows are filtered by signal_to_noise and scored; test labels are optional.
+            labelled = threshold is not None or any(column in record for column in VDP_TARGETS)
+            required = ("sequence",) + (("signal_to_noise",) if threshold is not None else ())
+            required += ("seq_scored", *VDP_TARGETS) if labelled else ()
+            missing = [column for column in required if record.get(column) is None]
+            if missing:
+                raise ValueError(f"{where}: no {', '.join(missing)}; {split} records need {', '.join(required)}.")
             sequence = _clean_sequence(record["sequence"], where)
             for column in ("structure", "predicted_loop_type"):
                 if column in record and len(record[column]) != len(sequence):
                     raise ValueError(f"{where}: {column} has length {len(record[column])}, sequence {len(sequence)}.")
-            threshold = VDP_MIN_SIGNAL_TO_NOISE[split]
             noise = record.get("signal_to_noise")
-            if threshold is not None and (noise is None or noise < threshold):
+            if noise is not None and not (isinstance(noise, (int, float)) and math.isfinite(noise)):
+                raise ValueError(f"{where}: signal_to_noise {noise!r} is not a finite number.")
+            if threshold is not None and noise < threshold:
                 continue
-            scored = int(record.get("seq_scored", 0))
+            scored = record.get("seq_scored", 0)
+            if not isinstance(scored, int) or not 0 <= scored <= len(sequence):
+                raise ValueError(f"{where}: seq_scored {scored!r} must be an integer in 0..{len(sequence)}.")
             label = None
-            if all(column in record for column in VDP_TARGETS):
+            if labelled:
                 columns = [record[column][:scored] for column in VDP_TARGETS]
                 if any(len(values) != scored for values in columns):
                     raise ValueError(f"{where}: targets are shorter than seq_scored={scored}.")
-                label = np.asarray(columns, dtype=np.float32).T.tolist()
+                try:
+                    label = np.asarray(columns, dtype=np.float32).T  # JSON null becomes nan, caught below
+                except (TypeError, ValueError) as error:
+                    raise ValueError(f"{where}: targets must be lists of numbers ({error}).") from None
+                if not np.isfinite(label).all():
+                    position, target = np.argwhere(~np.isfinite(label))[0]
+                    raise ValueError(f"{where}: {VDP_TARGETS[target]}[{position}] is "
+                                     f"{record[VDP_TARGETS[target]][position]!r}; only finite numbers are accepted.")
+                label = label.tolist()
             rows.append(
                 {
                     "id": record.get("id"),
@@ -244,9 +328,17 @@ def convert_task(raw_dir: Path, task_name: str) -> dict[str, list[dict]]:
 def build(raw_dir: str | Path, output_dir: str | Path, tasks: list[str] | None = None) -> list[str]:
     """Convert every task present under `raw_dir` (or only `tasks`); returns the config names written."""
     raw_dir = Path(raw_dir)
+    if not raw_dir.is_dir():
+        raise ValueError(f"raw_dir {raw_dir} is not a folder; expected the unpacked BEACON release with one "
+                         "sub-folder per task (e.g. Secondary_structure_prediction, NoncodingRNAFamily).")
     names = [get_task(name).name for name in tasks] if tasks else [
         name for name, task in BEACON_TASKS.items() if (raw_dir / task.beacon_dir).is_dir()
     ]
+    folders = [raw_dir / get_task(name).beacon_dir for name in names]
+    missing = [str(folder) for folder in folders if not folder.is_dir()]
+    if missing:
+        raise ValueError(f"task folder(s) {', '.join(missing)} not found; --tasks {' '.join(names)} needs each "
+                         "task's BEACON release folder under raw_dir.")
     if not names:
         raise ValueError(f"no BEACON task folders found in {raw_dir}; expected some of "
                          f"{[task.beacon_dir for task in BEACON_TASKS.values()]}.")

@@ -2,6 +2,8 @@
 
     python dataset_scripts/build_beacon_real.py --output_dir OUT [--max_ssp_length 512] [--spl_window 400]
 
+With --configs, only those are rebuilt; the other configs already in OUT are kept.
+
 Configs (same columns as `build_beacon.py`, so `examples/run_beacon.py` trains on either):
   ncRNA         nRC (BEACON's source): 13 classes; a stratified, seeded validation split held out from train
   SSP           bpRNA (OmniGenBench "RGB" copy of a filtered bpRNA-1m split), train/valid/test
@@ -14,6 +16,7 @@ Configs (same columns as `build_beacon.py`, so `examples/run_beacon.py` trains o
 import argparse
 import csv
 import json
+import math
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -21,7 +24,6 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from hf_genomics.data.beacon import NCRNA_LABELS
 from hf_genomics.data.hub_dataset import HubConfig, beacon_features, write_hub_dataset
 from hf_genomics.data.structure import dot_bracket_to_pairs
 from hf_genomics.io import read_fasta, read_nrc
@@ -30,6 +32,58 @@ from hf_genomics.io import read_fasta, read_nrc
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 RNA_LETTERS = "ACGU"
 _COMPLEMENT = str.maketrans("ACGTN", "TGCAN")
+# Labels are stored as float32: a larger number would become inf.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _data_file(data_dir: Path, relative: str) -> Path:
+    path = data_dir / relative
+    if not path.is_file():
+        raise ValueError(f"{path} is missing; --data_dir must be the repository's data/ folder (or a copy with the "
+                         f"same layout, see data/PROVENANCE.md) holding {relative}.")
+    return path
+
+
+def _csv_records(path: Path, columns: tuple[str, ...]):
+    """(where, row) for each row of a CSV with a header that must name every one of `columns`."""
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = [column for column in columns if column not in (reader.fieldnames or ())]
+        if missing:
+            raise ValueError(f"{path}: no column {', '.join(map(repr, missing))}; this config reads "
+                             f"{', '.join(map(repr, columns))}, found {reader.fieldnames}.")
+        for line, row in enumerate(reader, start=2):
+            if None in (row[column] for column in columns):
+                raise ValueError(f"{path}:{line}: row has fewer fields than the header.")
+            yield f"{path}:{line}", row
+
+
+def _json_lines(path: Path, keys: tuple[str, ...]):
+    """(where, record) for each line of a JSON-lines file; every record must have `keys`."""
+    for line, text in enumerate(path.read_text().splitlines(), start=1):
+        if not text.strip():
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}:{line}: not JSON ({error}); expected one JSON record per line.") from None
+        missing = [key for key in keys if not isinstance(record, dict) or key not in record]
+        if missing:
+            raise ValueError(f"{path}:{line}: record has no {', '.join(map(repr, missing))}; expected keys "
+                             f"{', '.join(map(repr, keys))}.")
+        yield f"{path}:{line}", record
+
+
+def _label(text: str, where: str) -> float:
+    """A regression label: nan/inf (or past float32) would be trained on as if real, so only finite numbers pass."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
+        raise ValueError(f"{where}: label {text!r} is not a finite number; only finite numbers (float32 range) "
+                         "are accepted.")
+    return value
 
 
 def _seeded_splits(rows: list[dict], seed: int, valid: float = 0.1, test: float = 0.2, stratify=None) -> dict:
@@ -46,8 +100,8 @@ def _seeded_splits(rows: list[dict], seed: int, valid: float = 0.1, test: float 
 
 def build_ncrna(data_dir: Path, seed: int, validation_size: int = 650) -> HubConfig:
     """nRC train (6,320) / test (2,600); `validation_size` rows (BEACON: 650) held out of train, stratified."""
-    train = read_nrc(data_dir / "nrc_ncrna" / "dataset_Rfam_6320_13classes.fasta")
-    test = read_nrc(data_dir / "nrc_ncrna" / "dataset_Rfam_validated_2600_13classes.fasta")
+    train = read_nrc(_data_file(data_dir, "nrc_ncrna/dataset_Rfam_6320_13classes.fasta"))
+    test = read_nrc(_data_file(data_dir, "nrc_ncrna/dataset_Rfam_validated_2600_13classes.fasta"))
     train_rows, valid_rows = train_test_split(
         train, test_size=validation_size, random_state=seed, stratify=[row["label"] for row in train]
     )
@@ -88,8 +142,8 @@ def _structure_rows(records, max_length: int, prefix: str) -> tuple[list[dict], 
 def build_ssp_bprna(data_dir: Path, max_length: int) -> HubConfig:
     splits, notes = {}, []
     for split, name in (("train", "train"), ("validation", "valid"), ("test", "test")):
-        path = data_dir / "bprna_rgb" / f"{name}.json"
-        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        path = _data_file(data_dir, f"bprna_rgb/{name}.json")
+        records = [record for _, record in _json_lines(path, ("seq", "label"))]
         splits[split], stats = _structure_rows(
             ((f"bprna_{name}_{k}", r["seq"], r["label"]) for k, r in enumerate(records)), max_length, str(path)
         )
@@ -111,14 +165,13 @@ def build_ssp_bprna(data_dir: Path, max_length: int) -> HubConfig:
 
 
 def build_ssp_archiveii(data_dir: Path, max_length: int, fold: int = 0) -> HubConfig:
-    root = data_dir / "archiveii"
-    with open(root / "ArchiveII.csv", newline="") as handle:
-        by_id = {row["id"]: row for row in csv.DictReader(handle)}
+    records = _csv_records(_data_file(data_dir, "archiveii/ArchiveII.csv"), ("id", "sequence", "structure"))
+    by_id = {row["id"]: row for _, row in records}
     partition = defaultdict(list)
-    with open(root / "ArchiveII_splits.csv", newline="") as handle:
-        for row in csv.DictReader(handle):
-            if int(row["fold_number"]) == fold:
-                partition[row["partition"]].append(row["id"])
+    splits_path = _data_file(data_dir, "archiveii/ArchiveII_splits.csv")
+    for _, row in _csv_records(splits_path, ("id", "fold_number", "partition")):
+        if int(row["fold_number"]) == fold:
+            partition[row["partition"]].append(row["id"])
     splits, notes = {}, []
     for split, name in (("train", "train"), ("validation", "valid"), ("test", "test")):
         records = ((i, by_id[i]["sequence"], by_id[i]["structure"]) for i in partition[name])
@@ -138,15 +191,15 @@ def build_ssp_archiveii(data_dir: Path, max_length: int, fold: int = 0) -> HubCo
 
 def build_crispr_on(data_dir: Path, seed: int) -> HubConfig:
     """23-nt sgRNA + PAM cut out of the 30-nt context (4 nt 5' flank, 20 nt spacer, NGG, 3 nt 3' flank)."""
-    path = data_dir / "crispr_ontarget_rs3" / "Behan2019_activity.csv"
+    path = _data_file(data_dir, "crispr_ontarget_rs3/Behan2019_activity.csv")
+    columns = ("sgRNA Context Sequence", "sgRNA Sequence", "Target Gene Symbol", "avg_mean_centered_neg_lfc")
     rows = []
-    with open(path, newline="") as handle:
-        for line, row in enumerate(csv.DictReader(handle), start=2):
-            context, spacer = row["sgRNA Context Sequence"].upper(), row["sgRNA Sequence"].upper()
-            if len(context) != 30 or context[4:24] != spacer:
-                raise ValueError(f"{path}:{line}: context {context!r} does not hold sgRNA {spacer!r} at 4..24.")
-            rows.append({"id": f"{spacer}_{row['Target Gene Symbol']}", "sequence": context[4:27],
-                         "label": float(row["avg_mean_centered_neg_lfc"])})
+    for where, row in _csv_records(path, columns):
+        context, spacer = row["sgRNA Context Sequence"].upper(), row["sgRNA Sequence"].upper()
+        if len(context) != 30 or context[4:24] != spacer:
+            raise ValueError(f"{where}: context {context!r} does not hold sgRNA {spacer!r} at 4..24.")
+        rows.append({"id": f"{spacer}_{row['Target Gene Symbol']}", "sequence": context[4:27],
+                     "label": _label(row["avg_mean_centered_neg_lfc"], where)})
     return HubConfig(
         name="CRI-On",
         splits=_seeded_splits(rows, seed),
@@ -187,10 +240,11 @@ def _splice_rows(genome: dict[str, str], genes: list, introns: dict, window: int
 
 
 def build_splice(data_dir: Path, seed: int, window: int) -> HubConfig:
-    root = data_dir / "celegans_1pct"
-    genome = {header.split()[0]: sequence for header, sequence in read_fasta(root / "1pct_elegans.fa")}
+    fasta = _data_file(data_dir, "celegans_1pct/1pct_elegans.fa")
+    gff = _data_file(data_dir, "celegans_1pct/1pct_elegans.gff3")
+    genome = {header.split()[0]: sequence for header, sequence in read_fasta(fasta)}
     genes, introns = [], defaultdict(set)
-    for kind, chrom, start, end, strand, attributes in _gff_features(root / "1pct_elegans.gff3", {"gene", "intron"}):
+    for kind, chrom, start, end, strand, attributes in _gff_features(gff, {"gene", "intron"}):
         if kind == "intron":
             introns[chrom, strand].add((start, end))
         elif attributes.get("biotype") == "protein_coding":
@@ -217,10 +271,11 @@ def build_splice(data_dir: Path, seed: int, window: int) -> HubConfig:
 
 
 def build_mrl(data_dir: Path, seed: int) -> HubConfig:
-    path = data_dir / "utr_expression_utrlm" / "ExperimentData_Optimus_MRL.csv"
-    with open(path, newline="") as handle:
-        rows = [{"id": row["rvac_ID"], "sequence": row["utr_originial_varylength"].upper(),
-                 "label": float(row["label"])} for row in csv.DictReader(handle)]
+    path = _data_file(data_dir, "utr_expression_utrlm/ExperimentData_Optimus_MRL.csv")
+    rows = []
+    for where, row in _csv_records(path, ("rvac_ID", "utr_originial_varylength", "label")):
+        rows.append({"id": row["rvac_ID"], "sequence": row["utr_originial_varylength"].upper(),
+                     "label": _label(row["label"], where)})
     return HubConfig(
         name="MRL",
         splits=_seeded_splits(rows, seed),
@@ -242,6 +297,8 @@ def build(output_dir: str | Path, data_dir: str | Path = DATA_DIR, seed: int = 4
     if unknown or not configs:
         raise ValueError(f"unknown config(s) {unknown or '(none given)'}; choose from {', '.join(CONFIG_NAMES)}.")
     data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise ValueError(f"data_dir {data_dir} is not a folder; expected the repository's data/ folder.")
     builders = {
         "ncRNA": lambda: build_ncrna(data_dir, seed),
         "SSP": lambda: build_ssp_bprna(data_dir, max_ssp_length),

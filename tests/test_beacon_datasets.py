@@ -4,6 +4,8 @@ data/), plain `load_dataset` on the result, bad-row errors, and every task type 
 import csv
 import importlib.util
 import json
+import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -182,6 +184,104 @@ def test_bad_rows_give_clear_errors(tmp_path, data_dir):
     ssp.write_text("\n".join(lines) + "\n")
     with pytest.raises(ValueError, match=r"bpRNA_TR0_0\): matrix bpRNA_TR0_0.npy has shape"):
         build_beacon.build(raw, tmp_path / "out", ["SSP"])
+
+
+def _raw_copy(beacon_folder, tmp_path: Path, *task_dirs: str) -> Path:
+    """A private copy of some task folders of the shared raw layout, for a test to damage."""
+    raw, _ = beacon_folder
+    for name in task_dirs:
+        shutil.copytree(raw / name, tmp_path / "raw" / name)
+    return tmp_path / "raw"
+
+
+def _replace_line(path: Path, line: int, text: str) -> None:
+    lines = path.read_text().splitlines()
+    lines[line - 1] = text
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_missing_inputs_are_errors_naming_them(beacon_folder, tmp_path):
+    raw = _raw_copy(beacon_folder, tmp_path, "NoncodingRNAFamily", "ContactMap", "Secondary_structure_prediction",
+                    "Degradation")
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=re.escape(f"raw_dir {tmp_path / 'nowhere'} is not a folder")):
+        build_beacon.main(["--raw_dir", str(tmp_path / "nowhere"), "--output_dir", str(out), "--tasks", "ncRNA"])
+    with pytest.raises(ValueError, match=re.escape(f"task folder(s) {raw / 'MeanRibosomeLoading'} not found")):
+        build_beacon.build(raw, out, ["ncRNA", "MRL"])
+    (raw / "NoncodingRNAFamily" / "val.csv").unlink()
+    with pytest.raises(ValueError, match=re.escape(f"{raw / 'NoncodingRNAFamily' / 'val.csv'} is missing")):
+        build_beacon.build(raw, out)
+    (raw / "ContactMap" / "test.csv").unlink()
+    with pytest.raises(ValueError, match=re.escape(f"{raw / 'ContactMap' / 'test.csv'} is missing")):
+        build_beacon.build(raw, out, ["CMP"])
+    (raw / "Degradation" / "train-val-test" / "val_1.json").unlink()
+    with pytest.raises(ValueError, match=re.escape(f"{raw / 'Degradation' / 'train-val-test' / 'val_1.json'} is miss")):
+        build_beacon.build(raw, out, ["VDP"])
+    bprna = raw / "Secondary_structure_prediction" / "bpRNA" / "bpRNA.csv"
+    bprna.write_text(bprna.read_text().replace(",seq\n", ",sequence\n", 1))
+    with pytest.raises(ValueError, match=re.escape(f"{bprna}: no column seq; SSP reads data_name, file_name, seq")):
+        build_beacon.build(raw, out, ["SSP"])
+    bprna.unlink()
+    with pytest.raises(ValueError, match=re.escape(f"{bprna} is missing; expected the SSP index")):
+        build_beacon.build(raw, out, ["SSP"])
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "task, relative, line, text, message",
+    [
+        ("MRL", "MeanRibosomeLoading/train.csv", 3, "ACGUACGU,nan", "nan in 'nan' is not a finite float32"),
+        ("CRI-On", "CRISPROnTarget/val.csv", 2, "ACGTACGTACGTACGTACGTAGG,inf", "inf in 'inf' is not a finite"),
+        ("CRI-Off", "CRISPROffTarget/test.csv", 4, "ACGT,ACGA,-Infinity", "-inf in '-Infinity' is not a finite"),
+        ("APA", "Isoform/train.csv", 5, "0,ACGUAC,NaN,0", "nan in 'NaN' is not a finite"),
+        ("PRS", "ProgrammableRNASwitches/train.csv", 2, "ACGUAC,0.5,nan,0.1", "nan in '0.5 nan 0.1' is not a finite"),
+        ("PRS", "ProgrammableRNASwitches/val.csv", 3, "ACGUAC,0.5", "2 column(s); expected 4 (seq, ON, OFF, ON_OFF"),
+        ("PRS", "ProgrammableRNASwitches/test.csv", 2, "ACGUAC,0.5,,", "expected 3 numbers, got 1 in '0.5  '"),
+        ("SSI", "StructuralScoreImputation/train.csv", 2, "ACGU,0.1 0.2 0.3 0.4,0 nan 1 1", "nan in '0 nan 1 1'"),
+    ],
+)
+def test_non_finite_or_short_labels_name_file_and_line(beacon_folder, tmp_path, task, relative, line, text, message):
+    raw = _raw_copy(beacon_folder, tmp_path, relative.split("/")[0])
+    _replace_line(raw / relative, line, text)
+    with pytest.raises(ValueError, match=re.escape(f"{raw / relative}:{line}: ") + ".*" + re.escape(message)):
+        build_beacon.build(raw, tmp_path / "out", [task])
+
+
+def test_non_finite_vdp_targets_and_distance_maps_are_rejected(beacon_folder, tmp_path):
+    raw = _raw_copy(beacon_folder, tmp_path, "Degradation", "DistanceMap")
+    path = raw / "Degradation" / "train-val-test" / "train_1.json"
+    records = json.loads(path.read_text())
+    records[1]["deg_Mg_50C"][7] = float("nan")
+    path.write_text(json.dumps(records))
+    with pytest.raises(ValueError, match=re.escape(f"{path} (record 1, id 'id_train1'): deg_Mg_50C[7] is nan")):
+        build_beacon.build(raw, tmp_path / "out", ["VDP"])
+    del records[1]["signal_to_noise"]
+    path.write_text(json.dumps(records))
+    with pytest.raises(ValueError, match=re.escape("(record 1, id 'id_train1'): no signal_to_noise; train records")):
+        build_beacon.build(raw, tmp_path / "out", ["VDP"])
+    matrix_path = raw / "DistanceMap" / "distance_map" / "val1.npy"
+    matrix = np.load(matrix_path)
+    matrix[2, 5] = np.inf
+    np.save(matrix_path, matrix)
+    with pytest.raises(ValueError, match=re.escape("matrix val1.npy holds inf at [2, 5]; only finite values")):
+        build_beacon.build(raw, tmp_path / "out", ["DMP"])
+
+
+def test_rebuilding_some_tasks_keeps_the_other_configs(beacon_folder, tmp_path):
+    _, out = beacon_folder
+    folder = tmp_path / "beacon"
+    shutil.copytree(out, folder)
+    raw = _raw_copy(beacon_folder, tmp_path, "MeanRibosomeLoading")
+    train = raw / "MeanRibosomeLoading" / "train.csv"
+    _replace_line(train, 2, train.read_text().splitlines()[1].split(",")[0] + ",42.5")
+    assert build_beacon.build(raw, folder, ["MRL"]) == ["MRL"]
+    for name in BEACON_TASKS:
+        assert len(datasets.load_dataset(str(folder), name)["train"]) == 8
+    assert datasets.load_dataset(str(folder), "MRL")["train"]["label"][0] == 42.5
+    # The merged card is the full build's card but for the new file name (content hash) of MRL's train split.
+    old, new = (out / "README.md").read_text().splitlines(), (folder / "README.md").read_text().splitlines()
+    changed = [(before, after) for before, after in zip(old, new) if before != after]
+    assert len(old) == len(new) and len(changed) == 1 and "path: MRL/train-" in changed[0][1]
 
 
 @pytest.mark.parametrize("task", list(BEACON_TASKS))

@@ -1,11 +1,12 @@
-"""read_fasta, split_on_n_runs and default_corpus_files on the shipped real data."""
+"""read_fasta, split_on_n_runs and default_corpus_files on the shipped real data; unreadable files named."""
 
 import gzip
+import re
 import shutil
 
 import pytest
 
-from hf_genomics import default_corpus_files, read_fasta, split_on_n_runs
+from hf_genomics import default_corpus_files, read_fasta, read_nrc, split_on_n_runs
 
 
 def test_lambda_phage_gzip(data_dir):
@@ -76,3 +77,26 @@ def test_default_corpus_files(data_dir, tmp_path):
         default_corpus_files("protein")
     with pytest.raises(FileNotFoundError, match="data/ folder of the hf_genomics repository"):
         default_corpus_files("dna", data_dir=tmp_path)
+
+
+def test_unreadable_files_raise_naming_the_file_and_line(tmp_path, data_dir):
+    compressed = (data_dir / "lambda_phage" / "lambda_virus.fa.gz").read_bytes()
+    truncated = tmp_path / "truncated.fa.gz"
+    truncated.write_bytes(compressed[: len(compressed) // 2])
+    with pytest.raises(ValueError, match=re.escape(f"{truncated}: gzip data is truncated or corrupt")):
+        list(read_fasta(truncated))
+    text = ">a\nACGT\n>b caf\xe9\nAC\n".encode("latin-1")
+    (tmp_path / "latin1.fa").write_bytes(text)
+    (tmp_path / "latin1.fa.gz").write_bytes(gzip.compress(text))
+    for path in (tmp_path / "latin1.fa", tmp_path / "latin1.fa.gz"):
+        expected = re.escape(f"{path}: line 3 holds the non-ASCII byte 0xe9; expected an ASCII FASTA file")
+        with pytest.raises(ValueError, match=expected):
+            list(read_fasta(path))
+        with pytest.raises(ValueError, match=expected):
+            read_nrc(path)
+
+
+def test_read_nrc_names_a_record_with_an_empty_header(tmp_path):
+    (tmp_path / "nrc.fa").write_text(">r1 desc 5S_rRNA\nACGU\n>\nAC\n")
+    with pytest.raises(ValueError, match="nrc.fa: record 2 has an empty header"):
+        read_nrc(tmp_path / "nrc.fa")
