@@ -198,26 +198,30 @@ class NucleotideTokenizerBase(PreTrainedTokenizer):
         )
         encoded = self.nucleotide_alphabet.encode(text) if vectorisable else None
         if encoded is None:
-            return super()._encode_plus(
-                text,
-                text_pair=text_pair,
-                add_special_tokens=add_special_tokens,
-                padding_strategy=padding_strategy,
-                truncation_strategy=truncation_strategy,
-                max_length=max_length,
-                stride=stride,
-                is_split_into_words=is_split_into_words,
-                pad_to_multiple_of=pad_to_multiple_of,
-                padding_side=padding_side,
-                return_tensors=return_tensors,
-                return_token_type_ids=return_token_type_ids,
-                return_attention_mask=return_attention_mask,
-                return_overflowing_tokens=return_overflowing_tokens,
-                return_special_tokens_mask=return_special_tokens_mask,
-                return_length=return_length,
-                verbose=verbose,
-                **kwargs,
-            )
+            try:
+                return super()._encode_plus(
+                    text,
+                    text_pair=text_pair,
+                    add_special_tokens=add_special_tokens,
+                    padding_strategy=padding_strategy,
+                    truncation_strategy=truncation_strategy,
+                    max_length=max_length,
+                    stride=stride,
+                    is_split_into_words=is_split_into_words,
+                    pad_to_multiple_of=pad_to_multiple_of,
+                    padding_side=padding_side,
+                    return_tensors=return_tensors,
+                    return_token_type_ids=return_token_type_ids,
+                    return_attention_mask=return_attention_mask,
+                    return_overflowing_tokens=return_overflowing_tokens,
+                    return_special_tokens_mask=return_special_tokens_mask,
+                    return_length=return_length,
+                    verbose=verbose,
+                    **kwargs,
+                )
+            except ValueError as error:
+                self._raise_with_batch_index(text, text_pair, is_split_into_words, error)
+                raise
         token_ids, token_counts = self._encode_codes(*encoded)
         return self._batch_from_ids(
             token_ids,
@@ -236,6 +240,28 @@ class NucleotideTokenizerBase(PreTrainedTokenizer):
             return_length=return_length,
             verbose=verbose,
         )
+
+    def _raise_with_batch_index(self, text, text_pair, is_split_into_words, error: ValueError) -> None:
+        """After the per-sequence path failed on a batch, raises `error`'s message prefixed with the batch index of
+        the first sequence that cannot be tokenized; returns if `text` is no batch or no sequence is at fault."""
+        batched = isinstance(text, (list, tuple)) and len(text) > 0
+        batched = batched and isinstance(text[0], (list, tuple) if is_split_into_words else (str, list, tuple))
+        if not batched:
+            return
+        pairs = text_pair if isinstance(text_pair, (list, tuple)) else [None] * len(text)
+        for index, (item, pair) in enumerate(zip(text, pairs)):
+            pieces = [item, pair] if isinstance(item, str) else [*item, pair]
+            for piece in pieces:
+                if not isinstance(piece, str):
+                    continue
+                try:
+                    # Cheap screen first; `tokenize` then decides, since it also splits out added tokens (`<mask>`).
+                    self.nucleotide_alphabet.normalize(piece)
+                except ValueError:
+                    try:
+                        self.tokenize(piece)
+                    except ValueError as cause:
+                        raise ValueError(f"sequence {index} of the batch: {cause}") from error
 
     def _has_nucleotide_added_tokens(self) -> bool:
         # An added token spelt with nucleotide letters is split out by the per-sequence path's trie; the batch path

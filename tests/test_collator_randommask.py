@@ -202,6 +202,15 @@ def test_seeded_collators_agree_and_bad_arguments_raise(kmer6, lambda_sequences)
         DataCollatorForRandomMask(kmer6, mlm=False)
 
 
+@pytest.mark.parametrize("bad_id", [-1, 4105, 10**6])
+def test_ids_outside_the_vocabulary_name_the_example(kmer6, lambda_sequences, bad_id):
+    examples = [kmer6(sequence) for sequence in lambda_sequences[:3]]
+    examples[2]["input_ids"][7] = bad_id
+    assert len(kmer6) == 4105
+    with pytest.raises(ValueError, match=rf"example 2 of the batch has input id {bad_id}; accepted: ids 0\.\.4104 "):
+        DataCollatorForRandomMask(kmer6)(examples)
+
+
 def test_dataloader_workers_follow_progress_through_shared_memory(kmer6, lambda_sequences):
     collator = DataCollatorForRandomMask(kmer6, mlm_probability=0.01, seed=5)
     dataset = [kmer6(sequence) for sequence in lambda_sequences] * 8

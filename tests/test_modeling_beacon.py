@@ -244,6 +244,16 @@ def test_absolute_positions_refuse_inputs_longer_than_the_table(tokenizer, ncrna
         model(**tokenizer([ncrna[0][1][:30]], return_tensors="pt"))
 
 
+@pytest.mark.parametrize("bad_id", [10, 200, -1])
+def test_ids_outside_the_vocabulary_raise_a_value_error(tokenizer, ncrna, bad_id):
+    input_ids = tokenizer([seq[:20] for _, seq in ncrna[:2]], return_tensors="pt")["input_ids"]
+    input_ids[1, 5] = bad_id
+    low, high = int(input_ids.min()), int(input_ids.max())
+    message = rf"input_ids range from {low} to {high}, .* \(config\.vocab_size=10\): the tokenizer probably does not"
+    with pytest.raises(ValueError, match=message):
+        BeaconModel(tiny_config())(input_ids)
+
+
 # ---------------------------------------------------------------- heads
 
 
@@ -406,6 +416,39 @@ def test_sequence_pair_classification_on_crispr_pairs(tokenizer, data_dir):
     assert model.classifier.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="input_ids_b"):
         model(**guides)
+
+
+# (head, config overrides, labels for a batch of 2 x 20 nt, what the error says after "labels must be a torch.Tensor")
+UNUSABLE_LABELS = [
+    (BeaconForMaskedLM, {}, [1, 2], r"of int64 token ids, shape \(batch, seq_len\).*; got a list"),
+    (BeaconForMaskedLM, {}, torch.zeros(1, 22, dtype=torch.long), r"got shape \(1, 22\) where \(2, 22\) fits"),
+    (BeaconForMaskedLM, {}, torch.zeros(2, 22), "got dtype torch.float32"),
+    (BeaconForSequenceClassification, dict(num_labels=3), [1, 2], r"of shape \(batch,\) int64 class ids.*; got a list"),
+    (BeaconForSequenceClassification, dict(num_labels=1), torch.tensor([0.5]), r"got shape \(1,\) where \(2,\) or"),
+    (BeaconForSequenceClassification, dict(num_labels=3, problem_type="regression"), torch.rand(2), r"\(2, 3\) fits"),
+    (BeaconForTokenClassification, dict(num_labels=3), [[0] * 20] * 2, "got a list"),
+    (BeaconForTokenClassification, dict(num_labels=3), torch.zeros(1, 20, dtype=torch.long), r"\(2, 20\) or \(2, 22\)"),
+    (BeaconForPairwisePrediction, dict(num_labels=1), [[[0.0] * 20] * 20] * 2, r"pair labels.*; got a list"),
+    (BeaconForSequencePairClassification, dict(num_labels=1), [0.5, 0.1], "regression targets.*; got a list"),
+]
+
+
+@pytest.mark.parametrize(
+    "head, overrides, labels, message",
+    UNUSABLE_LABELS,
+    ids=[f"{case[0].__name__}-{k}" for k, case in enumerate(UNUSABLE_LABELS)],
+)
+def test_unusable_labels_raise_what_the_head_accepts(tokenizer, ncrna, head, overrides, labels, message):
+    """Lists, other batch sizes, shapes torch would broadcast and wrong dtypes: one clear error from every head;
+    a rejected call does not fix the problem type that the next labels would infer."""
+    model = head(tiny_config(**overrides)).eval()
+    batch = tokenizer([seq[:20] for _, seq in ncrna[:2]], return_tensors="pt")
+    if head is BeaconForSequencePairClassification:
+        batch["input_ids_b"] = batch["input_ids"]
+    with pytest.raises(ValueError, match=rf"^labels must be a torch\.Tensor .*{message}"):
+        model(**batch, labels=labels)
+    if isinstance(labels, list):
+        assert model.config.problem_type == overrides.get("problem_type")
 
 
 # ---------------------------------------------------------------- outputs and training utilities

@@ -82,7 +82,8 @@ def test_kmers_with_n_or_ambiguity_codes_are_unknown():
 
 
 def test_invalid_characters_raise_unless_unk():
-    with pytest.raises(ValueError, match=r"Invalid character '-' at position 3 .* Accepted: A, C, G, T, N"):
+    message = r"^sequence 1 of the batch: Invalid character '-' at position 3 .* Accepted: A, C, G, T, N"
+    with pytest.raises(ValueError, match=message):
         KmerTokenizer(k=3)(["ACGTACGT", "ACG-TT"])
     tokenizer = KmerTokenizer(k=3, invalid_to_unk=True)
     assert tokenizer.tokenize("ACG-TT") == ["ACG", "[UNK]", "[UNK]", "[UNK]"]

@@ -84,6 +84,21 @@ def test_invalid_characters_raise_with_character_position_and_alphabet(sequence,
         assert "A, C, G, T, N" in message and "IUPAC" in message and "invalid_to_unk=True" in message
 
 
+@pytest.mark.parametrize("name", TOKENIZERS)
+@pytest.mark.parametrize("bad, message", [("AC-GT", "Invalid character '-' at position 2"), ("", "Empty sequence")])
+def test_batch_errors_name_the_sequence(name, bad, message):
+    """A bad batch falls back to the per-sequence path, whose error then names the sequence: here the third, after
+    one holding a mask token (which the cheap alphabet screen flags but the per-sequence path accepts)."""
+    tokenizer = TOKENIZERS[name]()
+    batch = ["ACGTACGT", f"ACG{tokenizer.mask_token}TAC", bad, "ACG-"]
+    with pytest.raises(ValueError) as error:
+        tokenizer(batch, padding=True)
+    assert str(error.value).startswith(f"sequence 2 of the batch: {message}")
+    with pytest.raises(ValueError) as error:
+        tokenizer(["ACGTACGT", "ACGTAC"], ["ACGT", "A-C"])
+    assert str(error.value).startswith("sequence 1 of the batch: Invalid character '-' at position 1")
+
+
 def test_empty_sequence_raises():
     tokenizer = NucleotideTokenizer(invalid_to_unk=True)
     for call in (lambda: tokenizer(""), lambda: tokenizer(["ACGT", ""])):

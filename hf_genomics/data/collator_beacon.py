@@ -63,14 +63,33 @@ def encode_beacon_batch(batch: dict[str, list], task: BeaconTask | str, tokenize
     return encoded
 
 
-def _pad_ragged(rows: list, width: int, fill: float, dtype, tail: tuple[int, ...] = ()) -> np.ndarray:
-    """Stack variable-length rows (each `(n_i, *tail)`) into `(B, width, *tail)`, filling the rest with `fill`."""
-    lengths = np.array([len(row) for row in rows])
-    out = np.full((len(rows), width, *tail), fill, dtype=dtype)
-    if lengths.sum():
-        values = np.concatenate([np.asarray(row, dtype=dtype).reshape(-1, *tail) for row in rows if len(row)])
-        out[np.arange(width)[None, :] < lengths[:, None]] = values
+def _scatter(values: np.ndarray, lengths: np.ndarray, width: int, fill: float, dtype) -> np.ndarray:
+    """Consecutive runs of `lengths[i]` rows of `values` (`(sum(lengths), *tail)`) into `(B, width, *tail)`, the rest
+    filled with `fill`."""
+    out = np.full((len(lengths), width, *values.shape[1:]), fill, dtype=dtype)
+    out[np.arange(width)[None, :] < lengths[:, None]] = values
     return out
+
+
+def _pad_ragged(rows: list, width: int, fill: int, dtype) -> np.ndarray:
+    """Stack variable-length rows into `(B, width)`, filling the rest with `fill`."""
+    lengths = np.array([len(row) for row in rows])
+    return _scatter(np.concatenate([np.asarray(row, dtype=dtype) for row in rows]), lengths, width, fill, dtype)
+
+
+def _not_ids_below(values: np.ndarray, limit, ignore: int | None = None) -> np.ndarray:
+    """Where `values` are not integers in `[0, limit)` (`limit` broadcasts against `values`), `ignore` excepted."""
+    bad = (values < 0) | (values >= limit)
+    if values.dtype.kind == "f":
+        bad |= values != np.round(values)  # NaN too
+    if ignore is not None:
+        bad &= values != ignore
+    return bad
+
+
+# Per-nucleotide tasks whose labels cover only a prefix of the sequence (OpenVaccine scores the first `seq_scored`
+# nucleotides); the rest is padded with -100 like the batch's shorter rows.
+_PREFIX_LABELLED_TASKS = frozenset({"VDP"})
 
 
 @dataclass
@@ -81,6 +100,10 @@ class DataCollatorForBeacon:
     `input_ids_b` / `attention_mask_b`. Labels: class ids or float targets for sequence tasks;
     `(B, L_nt[, T])` per-nucleotide labels padded with -100; `(B, L_nt, L_nt)` pair maps padded with -1,
     built from the stored pair lists with vectorised scatter.
+
+    Token ids outside the tokenizer's vocabulary and labels the head cannot use (non-finite targets, class ids out of
+    range or not integers, wrong shapes, pairs outside the sequence) raise a `ValueError` naming the feature's index
+    in the batch.
     """
 
     tokenizer: object
@@ -89,49 +112,154 @@ class DataCollatorForBeacon:
     def __post_init__(self):
         self.task = get_task(self.task) if isinstance(self.task, str) else self.task
         _check_single_nucleotide_tokens(self.tokenizer, self.task)
+        self._vocab_size = len(self.tokenizer)
 
-    def _pad_ids(self, sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _fail(self, index: int, problem: str, accepted: str):
+        raise ValueError(
+            f"DataCollatorForBeacon ({self.task.name}): feature {index} of the batch {problem}; accepted: {accepted}."
+        )
+
+    def _pad_ids(self, sequences: list[list[int]], key: str) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(ids) for ids in sequences)
         ids = _pad_ragged(sequences, width, self.tokenizer.pad_token_id, np.int64)
+        outside = _not_ids_below(ids, self._vocab_size)
+        if outside.any():
+            index = int(outside.any(axis=1).argmax())
+            self._fail(
+                index,
+                f"has {key} containing {ids[index][outside[index]][0]}",
+                f"ids 0..{self._vocab_size - 1} of the tokenizer's vocabulary (was it encoded with another tokenizer?)",
+            )
         mask = _pad_ragged([[1] * len(s) for s in sequences], width, 0, np.int64)
         return torch.from_numpy(ids), torch.from_numpy(mask)
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         task = self.task
         batch = {}
-        batch["input_ids"], batch["attention_mask"] = self._pad_ids([f["input_ids"] for f in features])
+        batch["input_ids"], batch["attention_mask"] = self._pad_ids([f["input_ids"] for f in features], "input_ids")
         if task.input_kind == "pair":
-            batch["input_ids_b"], batch["attention_mask_b"] = self._pad_ids([f["input_ids_b"] for f in features])
+            batch["input_ids_b"], batch["attention_mask_b"] = self._pad_ids(
+                [f["input_ids_b"] for f in features], "input_ids_b"
+            )
         if "labels" not in features[0]:
             return batch
         labels = [f["labels"] for f in features]
+        # Nucleotides per row: the tokens between <cls> and <eos>.
+        lengths = np.array([len(f["input_ids"]) - 2 for f in features])
         width = batch["input_ids"].shape[1] - 2
         if task.level == "pairwise":
-            batch["labels"] = torch.from_numpy(self._pair_labels(labels, [len(f["input_ids"]) - 2 for f in features], width))
+            batch["labels"] = torch.from_numpy(self._pair_labels(labels, lengths, width))
         elif task.level == "nucleotide":
-            if task.problem_type == "single_label_classification":
-                batch["labels"] = torch.from_numpy(_pad_ragged(labels, width, -100, np.int64))
-            else:
-                tail = (task.num_labels,) if task.num_labels > 1 else ()
-                batch["labels"] = torch.from_numpy(_pad_ragged(labels, width, -100.0, np.float32, tail))
-        elif task.problem_type == "single_label_classification":
-            batch["labels"] = torch.tensor(labels, dtype=torch.long)
+            batch["labels"] = torch.from_numpy(self._nucleotide_labels(labels, lengths, width))
         else:
-            batch["labels"] = torch.tensor(labels, dtype=torch.float32)
+            batch["labels"] = torch.from_numpy(self._sequence_labels(labels))
         return batch
 
-    def _pair_labels(self, labels: list, lengths: list[int], width: int) -> np.ndarray:
-        lengths = np.asarray(lengths)
+    def _label_dtype(self):
+        # Regression targets are read as float32, what the head gets; class ids and pairs keep their own dtype, so
+        # that a fractional value is caught rather than truncated.
+        return np.float32 if self.task.is_regression else None
+
+    def _raise_at_first_bad_row(self, labels: list, shapes: list[tuple], accepted: str) -> None:
+        """Only once a check on the whole batch failed: names the first feature whose labels are not a numeric array
+        of its shape in `shapes` (a leading None: any number of rows, an empty list included)."""
+        for index, (label, expected) in enumerate(zip(labels, shapes)):
+            try:
+                row = np.asarray(label, dtype=self._label_dtype())
+            except (TypeError, ValueError):  # ragged nested lists, text
+                self._fail(index, "has labels that are not an array of numbers", accepted)
+            if row.dtype.kind not in "biuf":
+                self._fail(index, f"has labels that are not numbers (dtype {row.dtype})", accepted)
+            fits = row.ndim == len(expected) and all(e in (None, n) for e, n in zip(expected, row.shape))
+            if not (fits or (row.size == 0 and expected[:1] == (None,))):
+                wanted = str(tuple("n" if e is None else e for e in expected)).replace("'", "")
+                self._fail(index, f"has labels of shape {row.shape} where {wanted} is expected", accepted)
+
+    def _stack(self, labels: list, tail: tuple[int, ...], accepted: str) -> tuple[np.ndarray, np.ndarray]:
+        """The features' label rows (`(n_i, *tail)` each; an empty list has none) concatenated, and how many rows
+        each feature gave."""
+        try:
+            rows = [np.asarray(label, dtype=self._label_dtype()) for label in labels]
+            values = np.concatenate([row for row in rows if row.size] or [np.zeros((0, *tail))])
+        except (TypeError, ValueError):  # ragged nested lists, scalars, text
+            values = None
+        if values is None or values.shape[1:] != tail or values.dtype.kind not in "biuf":
+            self._raise_at_first_bad_row(labels, [(None, *tail)] * len(labels), accepted)
+        return values, np.array([len(row) if row.size else 0 for row in rows])
+
+    def _check_values(self, values: np.ndarray, counts: np.ndarray, bad: np.ndarray, accepted: str) -> None:
+        """`values` are the features' labels concatenated (`counts[i]` rows from feature i); raises naming the feature
+        of the first True in `bad`."""
+        if bad.any():
+            first = np.unravel_index(int(bad.argmax()), bad.shape)
+            index = int(np.searchsorted(np.cumsum(counts), first[0], side="right"))
+            self._fail(index, f"has the label value {values[first].item()!r}", accepted)
+
+    def _check_label_values(self, values: np.ndarray, counts: np.ndarray) -> None:
+        task = self.task
+        if task.is_regression:
+            ignored = ", -100 where a nucleotide has no label" if task.level == "nucleotide" else ""
+            self._check_values(values, counts, ~np.isfinite(values), f"finite numbers{ignored}")
+        elif task.problem_type == "single_label_classification":
+            accepted = f"integer class ids 0..{task.num_labels - 1}, -100 where there is no label"
+            self._check_values(values, counts, _not_ids_below(values, task.num_labels, ignore=-100), accepted)
+        else:
+            self._check_values(values, counts, ~((values >= 0) & (values <= 1)), "multi-hot targets in [0, 1]")
+
+    def _sequence_labels(self, labels: list) -> np.ndarray:
+        task = self.task
+        classes = task.problem_type == "single_label_classification"
+        tail = (task.num_labels,) if task.num_labels > 1 and not classes else ()
+        try:
+            values = np.asarray(labels, dtype=self._label_dtype())
+        except (TypeError, ValueError):  # ragged nested lists, text
+            values = None
+        if values is None or values.shape != (len(labels), *tail) or values.dtype.kind not in "biuf":
+            accepted = f"a list of {task.num_labels} numbers per feature" if tail else "one number per feature"
+            self._raise_at_first_bad_row(labels, [tail] * len(labels), accepted)
+        self._check_label_values(values, np.ones(len(labels), dtype=np.int64))
+        return values.astype(np.int64 if classes else np.float32)
+
+    def _nucleotide_labels(self, labels: list, lengths: np.ndarray, width: int) -> np.ndarray:
+        task = self.task
+        tail = (task.num_labels,) if task.is_regression and task.num_labels > 1 else ()
+        prefix = task.name in _PREFIX_LABELLED_TASKS
+        accepted = (
+            f"{'at most ' if prefix else ''}one label{f' row of {tail[0]} values' if tail else ''} per nucleotide "
+            "(token between <cls> and <eos>)"
+        )
+        values, counts = self._stack(labels, tail, accepted)
+        wrong = counts > lengths if prefix else counts != lengths
+        if wrong.any():
+            index = int(wrong.argmax())
+            self._fail(index, f"has {counts[index]} labels for {lengths[index]} nucleotides", accepted)
+        self._check_label_values(values, counts)
+        if task.problem_type == "single_label_classification":
+            return _scatter(values, counts, width, -100, np.int64)
+        return _scatter(values, counts, width, -100.0, np.float32)
+
+    def _pair_labels(self, labels: list, lengths: np.ndarray, width: int) -> np.ndarray:
         inside = np.arange(width)[None, :] < lengths[:, None]
         square = inside[:, :, None] & inside[:, None, :]
         out = np.full((len(labels), width, width), -1.0, dtype=np.float32)
         if self.task.is_regression:
-            out[square] = np.concatenate([np.asarray(m, dtype=np.float32).reshape(-1) for m in labels])
+            shapes = [(n, n) for n in lengths.tolist()]
+            try:
+                matrices = [np.asarray(m, dtype=np.float32) for m in labels]
+            except (TypeError, ValueError):  # ragged nested lists, text
+                matrices = None
+            if matrices is None or [m.shape for m in matrices] != shapes:
+                self._raise_at_first_bad_row(labels, shapes, "an L x L matrix of numbers for L nucleotides")
+            values = np.concatenate([m.reshape(-1) for m in matrices])
+            self._check_label_values(values, lengths**2)
+            out[square] = values
             return out
         out[square] = 0.0
-        pairs = [np.asarray(p, dtype=np.int64).reshape(-1, 2) for p in labels]
-        rows = np.repeat(np.arange(len(pairs)), [len(p) for p in pairs])
-        pairs = np.concatenate(pairs) if len(rows) else np.zeros((0, 2), dtype=np.int64)
+        accepted = "a list of [i, j] pairs of integer positions 0..L-1 for L nucleotides"
+        pairs, counts = self._stack(labels, (2,), accepted)
+        self._check_values(pairs, counts, _not_ids_below(pairs, np.repeat(lengths, counts)[:, None]), accepted)
+        rows = np.repeat(np.arange(len(counts)), counts)
+        pairs = pairs.astype(np.int64)
         out[rows, pairs[:, 0], pairs[:, 1]] = 1.0
         out[rows, pairs[:, 1], pairs[:, 0]] = 1.0
         return out

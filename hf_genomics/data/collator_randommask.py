@@ -273,7 +273,8 @@ class DataCollatorForRandomMask(DataCollatorForLanguageModeling):
         # A forked worker inherits the parent's generator; re-seed so workers don't draw identical masks.
         if self.seed is not None and self._generator_pid != os.getpid():
             self.create_rng()
-        maskable = self._maskable_id.take(inputs)  # lookup table: ids outside the vocabulary raise
+        self._check_ids(inputs)
+        maskable = self._maskable_id.take(inputs)
         if special_tokens_mask is not None:
             maskable &= ~torch.as_tensor(special_tokens_mask, dtype=torch.bool)
 
@@ -304,6 +305,19 @@ class DataCollatorForRandomMask(DataCollatorForLanguageModeling):
 
         self._record(phase, original, maskable, masked)
         return inputs, labels
+
+    def _check_ids(self, inputs: torch.Tensor) -> None:
+        # `take` would wrap negative ids around silently (and name no row for ids past the end).
+        low, high = torch.aminmax(inputs)
+        size = len(self._maskable_id)
+        if low.item() < 0 or high.item() >= size:
+            outside = (inputs < 0) | (inputs >= size)
+            index = int(outside.any(dim=1).int().argmax())
+            value = int(inputs[index][outside[index]][0])
+            raise ValueError(
+                f"DataCollatorForRandomMask: example {index} of the batch has input id {value}; accepted: ids "
+                f"0..{size - 1} of the tokenizer's vocabulary (was it tokenized with another tokenizer?)."
+            )
 
     @staticmethod
     def _dilate(centres: torch.Tensor, span: torch.Tensor | int) -> torch.Tensor:

@@ -109,7 +109,17 @@ class BeaconEmbeddings(nn.Module):
         inputs_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if inputs_embeds is None:
-            inputs_embeds = self.word_embeddings(input_ids)
+            try:
+                inputs_embeds = self.word_embeddings(input_ids)
+            except IndexError as error:
+                # Only CPU lookups raise here (on CUDA an out-of-range id is a device-side assert). Checking the range
+                # up front instead would cost every forward a device-to-host sync, so the explanation is added here.
+                vocab_size = self.word_embeddings.num_embeddings
+                raise ValueError(
+                    f"input_ids range from {int(input_ids.min())} to {int(input_ids.max())}, but the embeddings take "
+                    f"ids 0..{vocab_size - 1} (config.vocab_size={vocab_size}): the tokenizer probably does not match "
+                    "the model (len(tokenizer) must not exceed config.vocab_size)."
+                ) from error
         seq_length = inputs_embeds.shape[1]
         if token_type_ids is None:
             token_type_ids = torch.zeros(inputs_embeds.shape[:2], dtype=torch.long, device=inputs_embeds.device)
@@ -418,6 +428,24 @@ class BeaconModel(BeaconPreTrainedModel):
         return BaseModelOutputWithPooling(last_hidden_state=sequence_output, pooler_output=pooled_output)
 
 
+# The dtypes `F.cross_entropy` takes as class ids.
+_CLASS_ID_DTYPES = (torch.long, torch.uint8)
+
+
+def _check_labels(labels, accepted: str, shapes: tuple[tuple[int, ...], ...] = (), dtypes: tuple = ()) -> None:
+    """The error every head gives for labels it cannot use, before torch broadcasts them or fails inside a loss:
+    `labels` must be a tensor of one of `shapes` and `dtypes` (any if empty); `accepted` says so in words."""
+    if not isinstance(labels, torch.Tensor):
+        problem = f"got a {type(labels).__name__}"
+    elif shapes and labels.shape not in shapes:
+        problem = f"got shape {tuple(labels.shape)} where {' or '.join(str(tuple(shape)) for shape in shapes)} fits"
+    elif dtypes and labels.dtype not in dtypes:
+        problem = f"got dtype {labels.dtype}"
+    else:
+        return
+    raise ValueError(f"labels must be a torch.Tensor of {accepted}; {problem}.")
+
+
 class BeaconForMaskedLM(BeaconPreTrainedModel):
     """BEACON-B with the BERT masked-language-modelling head (decoder tied to the input embeddings)."""
 
@@ -463,6 +491,12 @@ class BeaconForMaskedLM(BeaconPreTrainedModel):
         logits = self.cls(outputs.last_hidden_state)
         loss = None
         if labels is not None:
+            _check_labels(
+                labels,
+                "int64 token ids, shape (batch, seq_len), -100 where no loss is taken",
+                (logits.shape[:2],),
+                _CLASS_ID_DTYPES,
+            )
             loss = F.cross_entropy(logits.view(-1, self.config.vocab_size), labels.view(-1).to(logits.device))
         return MaskedLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions)
 
@@ -481,8 +515,22 @@ def _resolve_problem_type(config: BeaconConfig, labels: torch.Tensor) -> str:
 
 def _sequence_loss(config: BeaconConfig, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Per-sequence loss from `config.problem_type`: MSE, cross-entropy or multi-label BCE."""
-    labels = labels.to(logits.device)
+    # The type first: the problem type is inferred from the labels' dtype (and then kept in the config).
+    _check_labels(
+        labels,
+        "shape (batch,) int64 class ids, (batch, num_labels) multi-hot targets or (batch,) / (batch, num_labels) "
+        "regression targets, as config.problem_type says",
+    )
     problem_type = _resolve_problem_type(config, labels)
+    batch_size, num_labels = logits.shape
+    one_per_sequence = ((batch_size,), (batch_size, 1))
+    if problem_type == "single_label_classification":
+        _check_labels(labels, "int64 class ids, shape (batch,)", one_per_sequence, _CLASS_ID_DTYPES)
+    elif problem_type == "regression" and num_labels == 1:
+        _check_labels(labels, "regression targets, shape (batch,)", one_per_sequence)
+    else:
+        _check_labels(labels, f"{problem_type} targets, shape (batch, num_labels={num_labels})", (logits.shape,))
+    labels = labels.to(logits.device)
     if problem_type == "regression":
         if config.num_labels == 1:
             return F.mse_loss(logits.view(-1), labels.to(logits.dtype).view(-1))
@@ -572,24 +620,30 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return values.sum() / mask.sum().clamp(min=1)
 
 
-def _nucleotide_labels(labels: torch.Tensor, index: torch.Tensor, seq_length: int) -> torch.Tensor:
-    """Labels given per nucleotide (`L - 2` long) are used as is; labels aligned with the tokens (`L` long, e.g.
-    from `DataCollatorForTokenClassification`) are gathered like the hidden states."""
-    if labels.shape[1] == seq_length - 2:
-        return labels
-    if labels.shape[1] == seq_length:
-        return _gather_positions(labels, index.to(labels.device))
-    raise ValueError(
-        f"Per-nucleotide labels must have length {seq_length - 2} (one per nucleotide, special tokens dropped) or "
-        f"{seq_length} (aligned with input_ids), got shape {tuple(labels.shape)}."
-    )
-
-
-def _token_loss(config: BeaconConfig, logits: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+def _token_loss(
+    config: BeaconConfig, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor, valid: torch.Tensor
+) -> torch.Tensor:
     """Per-nucleotide loss from `config.problem_type`, skipping positions that are not nucleotides, labels -100
-    and (regression) NaN."""
-    labels = labels.to(logits.device)
+    and (regression) NaN.
+
+    Labels given per nucleotide (`L - 2` long) are used as is; labels aligned with the tokens (`L` long, e.g. from
+    `DataCollatorForTokenClassification`) are gathered like the hidden states.
+    """
+    accepted = "shape (batch, L - 2) (one per nucleotide) or (batch, L) (aligned with input_ids)"
+    _check_labels(labels, f"int64 class ids or float targets (trailing num_labels dimension), {accepted}")
     problem_type = _resolve_problem_type(config, labels)
+    batch_size, num_nucleotides, num_labels = logits.shape
+    lengths = (num_nucleotides, num_nucleotides + 2)
+    if problem_type == "single_label_classification":
+        _check_labels(labels, f"int64 class ids, {accepted}", tuple((batch_size, n) for n in lengths), _CLASS_ID_DTYPES)
+    else:
+        shapes = tuple((batch_size, n, num_labels) for n in lengths)
+        if num_labels == 1:
+            shapes += tuple((batch_size, n) for n in lengths)
+        _check_labels(labels, f"{problem_type} targets, {accepted} by num_labels={num_labels}", shapes)
+    if labels.shape[1] != num_nucleotides:
+        labels = _gather_positions(labels, index.to(labels.device))
+    labels = labels.to(logits.device)
     if problem_type == "single_label_classification":
         keep = valid & (labels != -100)
         safe_labels = torch.where(keep, labels, 0).flatten()
@@ -597,11 +651,6 @@ def _token_loss(config: BeaconConfig, logits: torch.Tensor, labels: torch.Tensor
         return _masked_mean(per_token, keep)
     if labels.dim() == 2:
         labels = labels.unsqueeze(-1)
-    if labels.shape[-1] != logits.shape[-1]:
-        raise ValueError(
-            f"Per-nucleotide {problem_type} labels need {logits.shape[-1]} values per nucleotide (num_labels), "
-            f"got labels of shape {tuple(labels.shape)}."
-        )
     labels = labels.to(logits.dtype)
     keep = valid.unsqueeze(-1) & (labels != -100) & ~labels.isnan()
     safe_labels = torch.where(keep, labels, torch.zeros((), dtype=labels.dtype, device=labels.device))
@@ -658,7 +707,7 @@ class BeaconForTokenClassification(BeaconPreTrainedModel):
         logits = self.classifier(self.dropout(_gather_positions(hidden_states, index)))
         loss = None
         if labels is not None:
-            loss = _token_loss(self.config, logits, _nucleotide_labels(labels, index, seq_length), valid)
+            loss = _token_loss(self.config, logits, labels, index, valid)
         return TokenClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
@@ -764,10 +813,7 @@ class BeaconForPairwisePrediction(BeaconPreTrainedModel):
         logits = self.classifier(_gather_positions(hidden_states, index))
         loss = None
         if labels is not None:
-            if labels.shape != logits.shape:
-                raise ValueError(
-                    f"Pair labels must have shape {tuple(logits.shape)} (batch, L_nt, L_nt), got {tuple(labels.shape)}."
-                )
+            _check_labels(labels, "pair labels, shape (batch, L_nt, L_nt), -1 where there is none", (logits.shape,))
             labels = labels.to(device=logits.device, dtype=logits.dtype)
             keep = (labels != -1) & ~labels.isnan() & valid[:, :, None] & valid[:, None, :]
             safe_labels = torch.where(keep, labels, torch.zeros((), dtype=labels.dtype, device=labels.device))
