@@ -272,6 +272,10 @@ class LayerMatchTrainer(EMATeacherTrainer):
             drop_last=True,
             num_workers=self.args.dataloader_num_workers,
             pin_memory=self.args.dataloader_pin_memory,
+            # Each new iterator draws a worker seed; from torch's global generator that draw would shift the
+            # model's dropout masks, and a resumed run (which starts its iterator later) would drift from the
+            # uninterrupted one.
+            generator=torch.Generator().manual_seed(seed),
         )
         return self.accelerator.prepare(dataloader)
 

@@ -27,7 +27,7 @@ def prom_dataset(split: str, start: int, stop: int, length: int = 64) -> dataset
     return datasets.Dataset.from_dict({**encoded, "labels": list(rows["label"])})
 
 
-def tiny_bert(seed: int = 0) -> BertForSequenceClassification:
+def tiny_bert(seed: int = 0, dropout: float = 0.0) -> BertForSequenceClassification:
     """A 2-layer BERT classifier (head: ``classifier`` Linear): any HF sequence classifier should work."""
     torch.manual_seed(seed)
     config = BertConfig(
@@ -37,8 +37,8 @@ def tiny_bert(seed: int = 0) -> BertForSequenceClassification:
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=128,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
         pad_token_id=PAD,
         num_labels=2,
     )
