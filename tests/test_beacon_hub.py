@@ -30,6 +30,7 @@ from hf_genomics import (
 )
 from hf_genomics.io.fasta import read_fasta
 from hf_genomics.models.beacon.modeling_beacon import alibi_slopes
+from scripts.assertions import assert_outputs_close, assert_same_weights
 
 TINY = dict(
     num_hidden_layers=2, hidden_size=32, num_attention_heads=4, intermediate_size=64, pairwise_channels=8, pairwise_num_blocks=1
@@ -83,7 +84,8 @@ def test_save_and_auto_load_round_trip(tmp_path, rna_batch, model_class, auto_cl
     assert type(loaded) is model_class
     # The ALiBi slopes are a non-persistent buffer: they must be rebuilt, not left uninitialised, on load.
     torch.testing.assert_close(loaded.base_model.alibi.slopes, alibi_slopes(4))
-    torch.testing.assert_close(outputs_of(loaded, rna_batch), outputs_of(model, rna_batch), atol=0, rtol=0)
+    assert_same_weights(loaded.state_dict(), model.state_dict())
+    assert_outputs_close(outputs_of(loaded, rna_batch), outputs_of(model, rna_batch))
 
 
 def test_sequence_pair_model_round_trip(tmp_path, rna_batch):
@@ -91,7 +93,8 @@ def test_sequence_pair_model_round_trip(tmp_path, rna_batch):
     model.save_pretrained(tmp_path)
     loaded = BeaconForSequencePairClassification.from_pretrained(tmp_path).eval()
     pair = dict(rna_batch, input_ids_b=rna_batch["input_ids"].flip(0), attention_mask_b=rna_batch["attention_mask"].flip(0))
-    torch.testing.assert_close(outputs_of(loaded, pair), outputs_of(model, pair), atol=0, rtol=0)
+    assert_same_weights(loaded.state_dict(), model.state_dict())
+    assert_outputs_close(outputs_of(loaded, pair), outputs_of(model, pair))
     assert "modeling_beacon.py" in os.listdir(tmp_path)
 
 
@@ -168,8 +171,8 @@ def test_trust_remote_code_without_hf_genomics(tmp_path, tokenizer):
     batch = tokenizer(["ACGUACGGAUCCA", "GGAUCCAU"], padding=True, return_tensors="pt")
     assert torch.equal(remote["input_ids"], batch["input_ids"])
     with torch.no_grad():
-        torch.testing.assert_close(remote["BeaconForMaskedLM"], model(**batch).logits, atol=0, rtol=0)
-        torch.testing.assert_close(remote["BeaconModel"], model.beacon(**batch).last_hidden_state, atol=0, rtol=0)
+        assert_outputs_close(remote["BeaconForMaskedLM"], model(**batch).logits)
+        assert_outputs_close(remote["BeaconModel"], model.beacon(**batch).last_hidden_state)
     assert remote["BeaconForSequenceClassification"].shape == (2, 2)
 
 

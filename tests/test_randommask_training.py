@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -111,11 +112,22 @@ LAUNCH_ARGS = [
     "--learning_rate", "1e-2",
     "--warmup_steps", "0", "--disable_tqdm", "true", "--use_cpu",
 ]  # fmt: skip
+
+
+def free_port() -> int:
+    """A port nobody listens on now (a fixed port can still be held by a previous run's sockets)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 LAUNCHERS = {
-    "torchrun": [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517"],
-    "accelerate": [
+    # --standalone: torchrun's own rendezvous binds a free port itself.
+    "torchrun": lambda: [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"],
+    "accelerate": lambda: [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29518",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_port", str(free_port()),
     ],
 }  # fmt: skip
 
@@ -124,7 +136,7 @@ LAUNCHERS = {
 @pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
 def test_two_process_launch_trains_in_sync_on_different_data(tmp_path, launcher):
     dump = tmp_path / "ranks"
-    command = LAUNCHERS[launcher] + [
+    command = LAUNCHERS[launcher]() + [
         os.path.join(REPO, "examples", "run_randommask.py"), *LAUNCH_ARGS,
         "--output_dir", str(tmp_path / "model"), "--debug_rank_dump", str(dump),
     ]  # fmt: skip

@@ -92,6 +92,8 @@ def main(out_dir: str) -> None:
     torch.distributed.all_gather_object(gathered, records)
     if rank == 0:
         torch.save(gathered, Path(out_dir) / "records.pt")
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()  # see self_distillation_ddp.py
 
 
 if __name__ == "__main__":

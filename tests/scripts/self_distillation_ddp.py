@@ -45,6 +45,10 @@ def main(run_dir: str, out_json: str) -> None:
     if dist.get_rank() == 0:
         with open(out_json, "w") as handle:
             json.dump(result, handle)
+    # Without this, gloo's threads may still hold tensors while the interpreter shuts down, and the first
+    # process to exit aborts (SIGABRT, "terminate called without an active exception").
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 if __name__ == "__main__":
