@@ -17,13 +17,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
-from transformers import AutoTokenizer, EarlyStoppingCallback, HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers import (
+    AutoConfig,
+    AutoTokenizer,
+    EarlyStoppingCallback,
+    HfArgumentParser,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
 
 import hf_genomics.models.beacon as beacon_models
-from hf_genomics import NucleotideTokenizer
+from hf_genomics import NucleotideTokenizer, check_tokenizer_matches_model
 from hf_genomics.data.beacon import BEACON_TASKS, get_task
 from hf_genomics.data.collator_beacon import DataCollatorForBeacon, encode_beacon_batch
+from hf_genomics.data.hub_dataset import beacon_features
 from hf_genomics.metrics import make_compute_metrics
+from hf_genomics.training.run_folder import RunArguments, finish_run, prepare_run
 
 
 logger = logging.getLogger(__name__)
@@ -50,6 +60,10 @@ class ModelArguments:
                   "100 cells; short runs predict no pair without it."},
     )
     dropout: float = field(default=0.1, metadata={"help": "Fresh model: hidden and attention dropout."})
+    ignore_mismatched_sizes: bool = field(
+        default=False,
+        metadata={"help": "Pretrained model whose head has another number of labels than the task: start a new head."},
+    )
     lora: bool = field(default=False, metadata={"help": "Train LoRA adapters on query/key/value plus the head."})
     lora_r: int = field(default=8)
     lora_alpha: int = field(default=16)
@@ -70,6 +84,9 @@ class DataArguments:
     max_test_samples: int | None = field(default=None)
     min_separation: int = field(default=24, metadata={"help": "CMP long-range cut j - i >= this (BEACON code: 23)."})
     early_stopping_patience: int = field(default=5, metadata={"help": "Evaluations without improvement."})
+    max_truncated_fraction: float = field(
+        default=0.01, metadata={"help": "Warn when --max_length cuts more than this share of the test sequences."}
+    )
 
 
 @dataclass
@@ -91,16 +108,27 @@ class BeaconTrainingArguments(TrainingArguments):
 
 def build_model(model_args: ModelArguments, task, tokenizer, id2label):
     head = getattr(beacon_models, task.head)
-    head_kwargs = {"num_labels": task.num_labels, "problem_type": task.problem_type}
-    if id2label:
-        head_kwargs |= {"id2label": id2label, "label2id": {name: k for k, name in id2label.items()}}
+    # Always a label map: from_pretrained ignores `num_labels` when the checkpoint's config has one of another size.
+    id2label = id2label or {k: f"LABEL_{k}" for k in range(task.num_labels)}
+    head_kwargs = {"num_labels": task.num_labels, "problem_type": task.problem_type, "id2label": id2label,
+                   "label2id": {name: k for k, name in id2label.items()}}
     # A pretrained encoder usually has no pair head yet, so its size can be chosen here; an unset flag keeps
     # the checkpoint's config (and a fresh model's small default).
     pair_head = {name: getattr(model_args, name) for name in ("pairwise_channels", "pairwise_num_blocks",
                                                               "pairwise_pos_weight")
                  if getattr(model_args, name) is not None}
     if model_args.model_name_or_path:
-        model = head.from_pretrained(model_args.model_name_or_path, **head_kwargs, **pair_head)
+        try:
+            model = head.from_pretrained(model_args.model_name_or_path, **head_kwargs, **pair_head,
+                                         ignore_mismatched_sizes=model_args.ignore_mismatched_sizes)
+        except RuntimeError as error:
+            if "ignore_mismatched_sizes" not in str(error):
+                raise
+            saved = AutoConfig.from_pretrained(model_args.model_name_or_path).num_labels
+            raise ValueError(
+                f"{model_args.model_name_or_path} has a head for {saved} labels but task {task.name} needs "
+                f"{task.num_labels}. Pass --ignore_mismatched_sizes to replace the head with a new one."
+            ) from None
     else:
         config = beacon_models.BeaconConfig(
             vocab_size=len(tokenizer),
@@ -139,17 +167,55 @@ def beacon_units(task, metrics: dict[str, float], prefix: str) -> dict[str, floa
             if key.startswith(prefix + "_") and key[len(prefix) + 1 :] in (task.metric_key, "mcc", "accuracy")}
 
 
+def _kind(feature) -> tuple:
+    """A column type up to details that do not matter here (float32 vs float64, class names)."""
+    if isinstance(feature, datasets.Value):
+        return ("value", "float" if "float" in feature.dtype else "int" if "int" in feature.dtype else feature.dtype)
+    if isinstance(feature, (datasets.List, datasets.LargeList)):
+        return ("list", *_kind(feature.feature))
+    return (type(feature).__name__,)
+
+
+def check_columns(raw: datasets.DatasetDict, task, where: str) -> None:
+    """The dataset config must have the columns the task's encoder and labels use, with their types."""
+    features, needed = raw["train"].features, beacon_features(task.name)
+    missing = sorted(set(needed) - set(features))
+    wrong = sorted(name for name in set(needed) & set(features) if _kind(needed[name]) != _kind(features[name]))
+    if missing or wrong:
+        found = ", ".join(f"{name}: {_kind(feature)}" for name, feature in features.items())
+        expected = ", ".join(f"{name}: {_kind(feature)}" for name, feature in needed.items())
+        raise ValueError(
+            f"{where} has columns ({found}), but task {task.name} needs ({expected}); missing: {missing}, of another "
+            f"type: {wrong}. Pick the --dataset_config built for {task.name}, or the --task that config was built for."
+        )
+
+
+def truncated_fraction(task, tokenizer, rows: datasets.Dataset, max_length: int) -> float:
+    """Share of `rows` whose tokens (with specials) do not fit in `max_length`."""
+    columns = ("sgrna", "target") if task.input_kind == "pair" else ("sequence",)
+    too_long = None
+    for column in columns:
+        lengths = [len(ids) for ids in tokenizer(list(rows[column]), return_attention_mask=False)["input_ids"]]
+        cut = [length > max_length for length in lengths]
+        too_long = cut if too_long is None else [a or b for a, b in zip(too_long, cut)]
+    return sum(too_long) / max(len(too_long), 1)
+
+
 def main(argv: list[str] | None = None) -> dict:
-    parser = HfArgumentParser((ModelArguments, DataArguments, BeaconTrainingArguments))
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    parser = HfArgumentParser((ModelArguments, DataArguments, BeaconTrainingArguments, RunArguments))
+    model_args, data_args, training_args, run_args = parser.parse_args_into_dataclasses(args=argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stdout)
+    checkpoint = prepare_run(training_args.output_dir, training_args.resume_from_checkpoint,
+                             run_args.overwrite_output_dir)
     set_seed(training_args.seed)
     task = get_task(data_args.task)
 
-    raw = datasets.load_dataset(data_args.dataset_dir, data_args.dataset_config or task.name)
+    config_name = data_args.dataset_config or task.name
+    raw = datasets.load_dataset(data_args.dataset_dir, config_name)
     for split in ("train", "validation", "test"):
         if split not in raw:
             raise ValueError(f"dataset {data_args.dataset_dir!r} has no {split!r} split (found {list(raw)}).")
+    check_columns(raw, task, f"config {config_name!r} of {data_args.dataset_dir}")
     if data_args.max_train_length is not None and task.input_kind == "single":
         raw["train"] = raw["train"].filter(lambda row: len(row["sequence"]) <= data_args.max_train_length)
     for split, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples),
@@ -163,6 +229,13 @@ def main(argv: list[str] | None = None) -> dict:
     model_path = model_args.model_name_or_path
     tokenizer = (AutoTokenizer.from_pretrained(model_path)
                  if model_path and (Path(model_path) / "tokenizer_config.json").exists() else NucleotideTokenizer())
+    if model_path:
+        check_tokenizer_matches_model(tokenizer, AutoConfig.from_pretrained(model_path),
+                                      allow_mismatch=run_args.allow_tokenizer_mismatch)
+    truncated = truncated_fraction(task, tokenizer, raw["test"], data_args.max_length)
+    if truncated > data_args.max_truncated_fraction:
+        logger.warning("--max_length %d cuts %.1f%% of the %s test sequences: their scores are not comparable with "
+                       "BEACON's.", data_args.max_length, 100 * truncated, task.name)
     encoded = raw.map(
         encode_beacon_batch,
         batched=True,
@@ -191,7 +264,7 @@ def main(argv: list[str] | None = None) -> dict:
         processing_class=tokenizer,
         callbacks=callbacks,
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model()
     trainer.save_state()  # trainer_state.json: loss and metric curves for reports
     trainer.remove_callback(EarlyStoppingCallback)  # it would warn that the test metrics have no eval_ key
@@ -202,13 +275,18 @@ def main(argv: list[str] | None = None) -> dict:
         "metric": task.metric,
         "test": beacon_units(task, test_metrics, "test"),
         "test_raw": test_metrics,
+        "max_length": data_args.max_length,
+        "truncated_test_fraction": truncated,
         "published": {model: task.published[model] for model in ("CNN", "BEACON-B")},
     }
     Path(training_args.output_dir).mkdir(parents=True, exist_ok=True)
     (Path(training_args.output_dir) / "beacon_results.json").write_text(json.dumps(results, indent=2))
     unit = "%" if task.percent else ""
+    cut = (f"; --max_length {data_args.max_length} cut {100 * truncated:.1f}% of the test sequences"
+           if truncated > data_args.max_truncated_fraction else "")
     print(f"{task.name} test {task.metric_key}: {results['test'][task.metric_key]:.2f}{unit} "
-          f"(BEACON Table 3: CNN {task.published['CNN']}, BEACON-B {task.published['BEACON-B']})")
+          f"(BEACON Table 3: CNN {task.published['CNN']}, BEACON-B {task.published['BEACON-B']}{cut})")
+    finish_run(training_args.output_dir)
     return results
 
 

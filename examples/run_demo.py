@@ -4,7 +4,8 @@
     python examples/run_demo.py --quick    # a one-minute smoke run of every stage (used by the tests)
     python examples/run_demo.py --fresh    # forget finished stages and start over
 
-Stages (each one prints what it does and where it writes; a finished stage is skipped on re-run):
+Stages (each one prints what it does and where it writes; a finished stage is skipped on re-run, an interrupted
+one continues from its newest checkpoint):
   1. datasets   build the Hub dataset folder (Parquet + card) from the raw real data in data/
   2. pretrain   RandomMask MLM of a tiny BEACON-B (single nucleotide + ALiBi) on RNAcentral sequences
   3. ncRNA      fine-tune on nRC ncRNA family classification (13 classes)
@@ -34,6 +35,7 @@ from hf_genomics.data.beacon import get_task
 from hf_genomics.data.collator_beacon import DataCollatorForBeacon, encode_beacon_batch
 from hf_genomics.model_card import write_model_card
 from hf_genomics.plots import plot_confusion_matrix, plot_loss_curves, plot_pair_map, plot_randommask_schedule
+from hf_genomics.training.checkpoints import latest_valid_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 # The embedded real RNA corpus: RNAcentral (28 RNA types) and three Rfam families (see data/PROVENANCE.md).
@@ -79,6 +81,16 @@ def run(command: list[str], log: Path) -> None:
             raise SystemExit(f"stage failed (exit {process.returncode}); full output in {log}")
 
 
+def continue_or_restart(folder: Path) -> list[str]:
+    """Flags for a training stage that did not finish: continue from its newest intact checkpoint, or start over
+    in its folder (the demo owns it) when it left none."""
+    checkpoint = latest_valid_checkpoint(folder)
+    if checkpoint is None:
+        return ["--overwrite_output_dir"]
+    print(f"    continuing from {checkpoint}", flush=True)
+    return ["--resume_from_checkpoint", str(checkpoint)]
+
+
 class Demo:
     def __init__(self, args: DemoArguments):
         self.args = args
@@ -115,7 +127,9 @@ class Demo:
              "--num_attention_heads", str(s["heads"]), "--intermediate_size", str(s["ffn"]),
              "--max_steps", str(s["pretrain_steps"]), "--per_device_train_batch_size", str(s["pretrain_batch"]),
              "--mlm_probability", "0.05", "--logging_steps", str(max(1, s["pretrain_steps"] // 30)),
-             "--seed", str(self.args.seed)], self.out / "logs" / "pretrain.log")
+             "--save_strategy", "steps", "--save_steps", str(max(1, s["pretrain_steps"] // 4)),
+             "--save_total_limit", "1", "--seed", str(self.args.seed), *continue_or_restart(self.pretrained)],
+            self.out / "logs" / "pretrain.log")
 
     def finetune(self, task: str) -> None:
         s = self.size
@@ -128,7 +142,7 @@ class Demo:
              "--num_train_epochs", str(s[prefix + "_epochs"]), "--max_length", str(s["finetune_len"]),
              "--per_device_train_batch_size", str(s["batch"] if task == "ncRNA" else 8),
              "--learning_rate", "1e-3" if task == "ncRNA" else "2e-3", "--logging_steps", "20",
-             "--seed", str(self.args.seed), *limits,
+             "--seed", str(self.args.seed), *limits, *continue_or_restart(self.out / task),
              # BEACON-B's pair head (16 blocks x 48 channels) costs seconds per step on CPU: use a small one. Pairs
              # are under 1 % of the cells, and after 2 epochs no cell reaches p > 0.5 unless pairs weigh about as
              # much as the rest (measured F1 at weight 1, 10, 30: 0; at 100: 11.6 %).
@@ -140,7 +154,7 @@ class Demo:
         if self.hub_folder.exists():
             shutil.rmtree(self.hub_folder)
         shutil.copytree(self.pretrained, self.hub_folder,
-                        ignore=shutil.ignore_patterns("checkpoint-*", "*.json.lock", "runs"))
+                        ignore=shutil.ignore_patterns("checkpoint-*", "*.json.lock", "runs", "run_info.json"))
         results = {task: json.loads((self.out / task / "beacon_results.json").read_text()) for task in ("ncRNA", "SSP")}
         write_model_card(
             self.hub_folder, model_name=self.args.hub_id, datasets=("RNAcentral (sample)", "nRC", "bpRNA"),

@@ -5,8 +5,8 @@ print the test Matthews correlation (MCC), GUE's metric.
         --output_dir runs/gue_prom_core_tata
 
 Works for every GUE task folder (prom, tf, mouse, EMP, splice, ...). Without `--model_name_or_path` a fresh
-BEACON-style model is trained from scratch (single-nucleotide tokens). The best dev-MCC checkpoint is kept; the
-test metrics go to stdout and `<output_dir>/gue_results.json`.
+BEACON-style model is trained from scratch (single-nucleotide tokens). The best dev-MCC model is saved Hub-ready in
+`<output_dir>`; the test metrics go to stdout and `<output_dir>/gue_results.json`.
 """
 
 import json
@@ -20,7 +20,8 @@ from datasets import load_dataset
 from sklearn.metrics import matthews_corrcoef
 from transformers import AutoTokenizer, DataCollatorWithPadding, HfArgumentParser, Trainer, TrainingArguments, set_seed
 
-from hf_genomics import BeaconConfig, BeaconForSequenceClassification, NucleotideTokenizer
+from hf_genomics import BeaconConfig, BeaconForSequenceClassification, NucleotideTokenizer, check_tokenizer_matches_model
+from hf_genomics.training.run_folder import RunArguments, finish_run, prepare_run
 
 logger = logging.getLogger(__name__)
 
@@ -66,9 +67,11 @@ def compute_metrics(prediction) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = HfArgumentParser((GUEArguments, GUETrainingArguments))
-    gue_args, training_args = parser.parse_args_into_dataclasses()
+    parser = HfArgumentParser((GUEArguments, GUETrainingArguments, RunArguments))
+    gue_args, training_args, run_args = parser.parse_args_into_dataclasses()
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING, stream=sys.stdout)
+    checkpoint = prepare_run(training_args.output_dir, training_args.resume_from_checkpoint,
+                             run_args.overwrite_output_dir)
     set_seed(training_args.seed)
 
     task_dir = Path(gue_args.task_dir)
@@ -84,6 +87,7 @@ def main() -> None:
     if gue_args.model_name_or_path:
         tokenizer = AutoTokenizer.from_pretrained(gue_args.model_name_or_path)
         model = BeaconForSequenceClassification.from_pretrained(gue_args.model_name_or_path, num_labels=num_labels)
+        check_tokenizer_matches_model(tokenizer, model, allow_mismatch=run_args.allow_tokenizer_mismatch)
     else:
         tokenizer = NucleotideTokenizer()
         config = BeaconConfig(
@@ -110,7 +114,9 @@ def main() -> None:
         processing_class=tokenizer,
         compute_metrics=compute_metrics,
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model()
+    trainer.save_state()
     metrics = trainer.evaluate(encoded["test"], metric_key_prefix="test")
     trainer.log_metrics("test", metrics)
     if training_args.should_save:
@@ -118,6 +124,7 @@ def main() -> None:
         with open(Path(training_args.output_dir) / "gue_results.json", "w") as handle:
             json.dump({"task_dir": str(task_dir), "model": gue_args.model_name_or_path, **metrics}, handle, indent=2)
     print(f"test MCC: {metrics['test_mcc']:.4f}")
+    finish_run(training_args.output_dir)
 
 
 if __name__ == "__main__":

@@ -13,12 +13,15 @@ weight averaging) make the same optimizer steps on the same batches, so their co
 the K replicas makes 1/K of the steps; ``imwa_kx`` and ``mwa_kx`` give every replica as many steps as the
 plain run (K x the compute: the paper's "same cost as vanilla MWA" setting).
 Default model: the BEACON CNN baseline on `NucleotideTokenizer` ids; ``--model beacon`` uses a tiny BEACON-B.
-Each run's model (and EMA) is saved as a Hub-ready folder under ``output_dir``.
+Each run's model (and EMA) is saved as a Hub-ready folder under ``output_dir``. With ``--save_steps N`` every run
+checkpoints every N steps; ``--resume_from_checkpoint True`` then continues each run from the newest checkpoint in
+its folder (mid-episode, exactly) and reuses the metrics of runs that had finished.
 """
 
 import json
 import logging
 import math
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +41,8 @@ from hf_genomics import (
     read_nrc,
 )
 from hf_genomics.data.beacon import NCRNA_LABELS
+from hf_genomics.training.checkpoints import asks_for_latest, checkpoints_in, resolve_checkpoint
+from hf_genomics.training.run_folder import RunArguments, finish_run, prepare_run
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +66,12 @@ class IMWAExampleArguments:
     ema_decay: float = field(default=0.99, metadata={"help": "EMA decay per replica step."})
     runs: str = field(default="plain,imwa", metadata={"help": "Comma-separated: plain, imwa, mwa, imwa_kx, mwa_kx."})
     threads: int = field(default=1, metadata={"help": "torch threads (the machine may be shared)."})
+    save_steps: int = field(default=0, metadata={"help": "Checkpoint every run every this many steps (0: never)."})
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata={"help": "True: continue every run from the newest checkpoint in its folder and reuse finished runs' "
+                  "metrics; or a checkpoint path when a single run is asked for."},
+    )
 
 
 def build_model(args: IMWAExampleArguments, num_labels: int, tokenizer: NucleotideTokenizer):
@@ -77,37 +88,58 @@ def build_model(args: IMWAExampleArguments, num_labels: int, tokenizer: Nucleoti
     raise ValueError(f"--model must be 'cnn' or 'beacon', got {args.model!r}.")
 
 
+def run_checkpoint(args: IMWAExampleArguments, output_dir: Path) -> str | None:
+    """The checked checkpoint this run resumes from: the given path, else the newest in its folder (if any)."""
+    if args.resume_from_checkpoint is None:
+        return None
+    if asks_for_latest(args.resume_from_checkpoint):
+        return resolve_checkpoint(True, output_dir) if checkpoints_in(output_dir) else None
+    return resolve_checkpoint(args.resume_from_checkpoint, output_dir)
+
+
 def run(args, name, train, test, num_labels, tokenizer, seed, imwa_settings, compute) -> dict[str, dict[str, float]]:
     """One training run with an IMWACallback (``num_models=1`` is plain training); its model's and EMA's metrics.
 
-    ``compute`` multiplies the plain run's optimizer steps.
+    ``compute`` multiplies the plain run's optimizer steps. A resumed run whose metrics were saved is not redone.
     """
-    set_seed(seed)
     output_dir = Path(args.output_dir) / name
+    metrics_file = output_dir / "metrics.json"
+    if args.resume_from_checkpoint is not None and metrics_file.is_file():
+        logger.info(f"{name}: finished before, metrics from {metrics_file}")
+        return json.loads(metrics_file.read_text())
+    checkpoint = run_checkpoint(args, output_dir)
+    if checkpoint is None and output_dir.exists():
+        shutil.rmtree(output_dir)  # a previous run's checkpoints would mix with this one's
+    set_seed(seed)
     steps = compute * args.num_train_epochs * math.ceil(len(train) / args.batch_size)
     training_args = TrainingArguments(
         output_dir=str(output_dir), max_steps=steps, per_device_train_batch_size=args.batch_size,
         per_device_eval_batch_size=128, learning_rate=args.learning_rate, lr_scheduler_type="cosine",
-        weight_decay=0.01, logging_steps=max(steps // 10, 1), save_strategy="no", report_to=[], use_cpu=True,
-        seed=seed,
+        weight_decay=0.01, logging_steps=max(steps // 10, 1), report_to=[], use_cpu=True, seed=seed,
+        save_strategy="steps" if args.save_steps else "no", save_steps=args.save_steps or 500,
     )
     trainer = Trainer(model=build_model(args, num_labels, tokenizer), args=training_args, train_dataset=train,
                       data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
                       compute_metrics=class_balanced_metrics)
     imwa = IMWACallback(trainer, ema_decay=args.ema_decay, **imwa_settings)
     trainer.add_callback(imwa)
-    trainer.train()
+    trainer.train(resume_from_checkpoint=checkpoint)
     model_metrics = trainer.evaluate(test, metric_key_prefix="test")
     ema_metrics = imwa.evaluate_ema(test, metric_key_prefix="test")
     trainer.save_model(str(output_dir / "model"))
     imwa.save_ema(str(output_dir / "ema"))
     keys = ("balanced_accuracy", "macro_f1")
-    return {"model": {k: model_metrics[f"test_{k}"] for k in keys}, "ema": {k: ema_metrics[f"test_{k}"] for k in keys}}
+    metrics = {"model": {k: model_metrics[f"test_{k}"] for k in keys}, "ema": {k: ema_metrics[f"test_{k}"] for k in keys}}
+    metrics_file.write_text(json.dumps(metrics, indent=2))
+    return metrics
 
 
 def main():
-    (args,) = HfArgumentParser(IMWAExampleArguments).parse_args_into_dataclasses()
+    args, run_args = HfArgumentParser((IMWAExampleArguments, RunArguments)).parse_args_into_dataclasses()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    resuming = args.resume_from_checkpoint is not None
+    # The checkpoints live in one folder per run, so the top folder is claimed as a whole: resuming may reuse it.
+    prepare_run(args.output_dir, overwrite_output_dir=run_args.overwrite_output_dir or resuming)
     torch.set_num_threads(args.threads)
     tokenizer = NucleotideTokenizer()
     train_rows = read_nrc(Path(args.data_dir) / "dataset_Rfam_6320_13classes.fasta")
@@ -126,6 +158,10 @@ def main():
     names = args.runs.split(",")
     if not set(names) <= set(available):
         raise ValueError(f"--runs takes a comma-separated subset of {sorted(available)}, got {args.runs!r}.")
+    runs = len(names) * len(args.imbalance_ratios.split(",")) * len(args.seeds.split(","))
+    if resuming and not asks_for_latest(args.resume_from_checkpoint) and runs > 1:
+        raise ValueError(f"--resume_from_checkpoint PATH needs a single run (one ratio, seed and method), got {runs}; "
+                         "pass True to continue every run from its own newest checkpoint.")
     results = []
     for ratio in [float(r) for r in args.imbalance_ratios.split(",")]:
         for seed in [int(s) for s in args.seeds.split(",")]:
@@ -144,6 +180,7 @@ def main():
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     (Path(args.output_dir) / "imwa_results.json").write_text(json.dumps(results, indent=2))
     print(summary_table(results))
+    finish_run(args.output_dir)
 
 
 def summary_table(results: list[dict]) -> str:

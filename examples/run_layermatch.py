@@ -29,9 +29,16 @@ from transformers import (
     set_seed,
 )
 
-from hf_genomics import BeaconConfig, BeaconForSequenceClassification, LayerMatchTrainer, NucleotideTokenizer
+from hf_genomics import (
+    BeaconConfig,
+    BeaconForSequenceClassification,
+    LayerMatchTrainer,
+    NucleotideTokenizer,
+    check_tokenizer_matches_model,
+)
 from hf_genomics.metrics import accuracy, matthews_correlation
 from hf_genomics.models.baselines import BaselineConfig, BaselineForSequenceClassification
+from hf_genomics.training.run_folder import RunArguments, finish_run, prepare_run
 from hf_genomics.training.trainer_layermatch import AVG_CLUSTERING_SOURCES, MODES
 
 logger = logging.getLogger(__name__)
@@ -94,10 +101,11 @@ def balanced_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(picked))
 
 
-def build_model_and_tokenizer(args: LayerMatchExampleArguments, num_labels: int):
+def build_model_and_tokenizer(args: LayerMatchExampleArguments, num_labels: int, allow_tokenizer_mismatch: bool):
     if args.model_name_or_path is not None:
         tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path)
         model = AutoModelForSequenceClassification.from_pretrained(args.model_name_or_path, num_labels=num_labels)
+        check_tokenizer_matches_model(tokenizer, model, allow_mismatch=allow_tokenizer_mismatch)
         return model, tokenizer
     if args.model_type not in MODEL_TYPES:
         raise ValueError(f"model_type must be one of {MODEL_TYPES}, got {args.model_type!r}.")
@@ -117,16 +125,18 @@ def build_model_and_tokenizer(args: LayerMatchExampleArguments, num_labels: int)
 
 
 def main():
-    parser = HfArgumentParser((LayerMatchExampleArguments, LayerMatchTrainingArguments))
-    args, training_args = parser.parse_args_into_dataclasses()
+    parser = HfArgumentParser((LayerMatchExampleArguments, LayerMatchTrainingArguments, RunArguments))
+    args, training_args, run_args = parser.parse_args_into_dataclasses()
     logging.basicConfig(level=logging.INFO)
+    checkpoint = prepare_run(training_args.output_dir, training_args.resume_from_checkpoint,
+                             run_args.overwrite_output_dir)
     set_seed(training_args.seed)
 
     task_dir = Path(args.task_dir)
     raw = load_dataset("csv", data_files={split: str(task_dir / f"{split}.csv") for split in ("train", "test")})
     labels = np.asarray(raw["train"]["label"])
     num_labels = len(np.unique(labels))
-    model, tokenizer = build_model_and_tokenizer(args, num_labels)
+    model, tokenizer = build_model_and_tokenizer(args, num_labels, run_args.allow_tokenizer_mismatch)
 
     def tokenize(batch):
         return tokenizer(batch["sequence"], truncation=True, max_length=args.max_length)
@@ -156,9 +166,11 @@ def main():
         avg_clustering=args.avg_clustering if layermatch else None,
         avg_clustering_source=args.avg_clustering_source,
         teacher_momentum_base=args.teacher_momentum,
+        allow_tokenizer_mismatch=run_args.allow_tokenizer_mismatch,
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model()
+    trainer.save_state()
 
     prediction = trainer.predict(test)
     predicted = prediction.predictions.argmax(-1)
@@ -178,6 +190,7 @@ def main():
     }
     print(f"test accuracy {results['test_accuracy']:.4f}  test MCC {results['test_mcc']:.4f}")
     Path(training_args.output_dir, "layermatch_results.json").write_text(json.dumps(results, indent=2))
+    finish_run(training_args.output_dir)
 
 
 if __name__ == "__main__":

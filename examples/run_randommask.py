@@ -43,6 +43,7 @@ from hf_genomics import (
 )
 from hf_genomics.corpus import default_corpus_files
 from hf_genomics.data.pretraining_corpus import build_pretraining_dataset, iterable_pretraining_dataset
+from hf_genomics.training.run_folder import RunArguments, finish_run, prepare_run
 
 logger = logging.getLogger(__name__)
 
@@ -210,9 +211,11 @@ Span centres drawn with probability {collator.mlm_probability}; mask boundary m 
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = HfArgumentParser((ModelArguments, DataArguments, RandomMaskTrainingArguments))
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    parser = HfArgumentParser((ModelArguments, DataArguments, RandomMaskTrainingArguments, RunArguments))
+    model_args, data_args, training_args, run_args = parser.parse_args_into_dataclasses(args=argv)
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING)
+    checkpoint = prepare_run(training_args.output_dir, training_args.resume_from_checkpoint,
+                             run_args.overwrite_output_dir)
     if data_args.streaming and training_args.max_steps <= 0:
         raise ValueError("--streaming needs --max_steps > 0: the schedule's phases are fractions of max_steps.")
 
@@ -277,7 +280,7 @@ def main(argv: list[str] | None = None) -> dict:
         return heldout_loss(model, eval_dataset, tokenizer, data_args, training_args.per_device_eval_batch_size, 1234)
 
     results = {"heldout_loss_before": score()}
-    train_output = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    train_output = trainer.train(resume_from_checkpoint=checkpoint)
     results["heldout_loss_after"] = score()
     results["train_loss"] = train_output.training_loss
     results["schedule"] = {
@@ -315,6 +318,7 @@ def main(argv: list[str] | None = None) -> dict:
         Path(data_args.debug_rank_dump).mkdir(parents=True, exist_ok=True)
         (Path(data_args.debug_rank_dump) / f"rank{rank}.json").write_text(json.dumps(dump, indent=2))
     print(json.dumps({key: results[key] for key in ("heldout_loss_before", "heldout_loss_after", "train_loss")}))
+    finish_run(training_args.output_dir)
     return results
 
 

@@ -20,6 +20,7 @@ from transformers import DataCollatorWithPadding, HfArgumentParser, TrainingArgu
 
 from hf_genomics import BeaconConfig, BeaconForMaskedLM, KmerTokenizer, NucleotideTokenizer, default_corpus_files
 from hf_genomics.data.pretraining_corpus import build_pretraining_dataset
+from hf_genomics.training.run_folder import RunArguments, finish_run, prepare_run
 from hf_genomics.training.trainer_self_distillation import SelfDistillationTrainer, default_views
 
 logger = logging.getLogger(__name__)
@@ -139,9 +140,13 @@ def load_windows(data_args: DataArguments, tokenizer, seed: int):
 
 
 def main() -> None:
-    parser = HfArgumentParser((ModelArguments, DataArguments, DistillationArguments, SelfDistillationTrainingArguments))
-    model_args, data_args, sd_args, training_args = parser.parse_args_into_dataclasses()
+    parser = HfArgumentParser(
+        (ModelArguments, DataArguments, DistillationArguments, SelfDistillationTrainingArguments, RunArguments)
+    )
+    model_args, data_args, sd_args, training_args, run_args = parser.parse_args_into_dataclasses()
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING, stream=sys.stdout)
+    checkpoint = prepare_run(training_args.output_dir, training_args.resume_from_checkpoint,
+                             run_args.overwrite_output_dir)
     set_seed(training_args.seed)
 
     tokenizer = build_tokenizer(model_args)
@@ -167,11 +172,14 @@ def main() -> None:
         teacher_temperature=sd_args.teacher_temperature,
         center_momentum=sd_args.center_momentum,
         teacher_momentum_base=sd_args.teacher_momentum_base,
+        allow_tokenizer_mismatch=run_args.allow_tokenizer_mismatch,
     )
     logger.info("%d training windows, world size %d", len(train_dataset), training_args.world_size)
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(f"{training_args.output_dir}/student")
     trainer.save_model(f"{training_args.output_dir}/teacher", teacher=True)
+    trainer.save_state()
+    finish_run(training_args.output_dir)
 
 
 if __name__ == "__main__":

@@ -63,6 +63,9 @@ from .training.callback_randommask import RandomMaskCallback
 from .training.trainer_self_distillation import SelfDistillationTrainer
 from .training.trainer_layermatch import LayerMatchTrainer
 from .training.callback_imwa import IMWACallback
+from .training.checkpoints import CheckpointError, resolve_checkpoint, validate_checkpoint
+from .training.run_folder import OutputDirInUseError, RunArguments, finish_run, prepare_run
+from .tokenizer_compatibility import TokenizerMismatchError, check_tokenizer_matches_model
 
 # `AutoTokenizer.register` needs a config class, but these tokenizers serve several model types. AutoTokenizer resolves
 # the `tokenizer_class` named in tokenizer_config.json through this table, so `AutoTokenizer.from_pretrained(folder)`
@@ -134,4 +137,13 @@ __all__ = [
     "SelfDistillationTrainer",
     "LayerMatchTrainer",
     "IMWACallback",
+    "CheckpointError",
+    "resolve_checkpoint",
+    "validate_checkpoint",
+    "OutputDirInUseError",
+    "RunArguments",
+    "finish_run",
+    "prepare_run",
+    "TokenizerMismatchError",
+    "check_tokenizer_matches_model",
 ]

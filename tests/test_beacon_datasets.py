@@ -2,11 +2,9 @@
 data/), plain `load_dataset` on the result, bad-row errors, and every task type training end-to-end."""
 
 import csv
-import importlib.util
 import json
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import datasets
@@ -15,21 +13,13 @@ import pytest
 
 from hf_genomics.data.beacon import BEACON_TASKS, get_task
 from hf_genomics.data.structure import dot_bracket_to_pairs, pairs_to_matrix
+from scripts.example_scripts import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _load_script(relative: str):
-    spec = importlib.util.spec_from_file_location(Path(relative).stem, REPO / relative)
-    module = importlib.util.module_from_spec(spec)
-    # Registered so Trainer can pickle the script's TrainingArguments subclass.
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-build_beacon = _load_script("dataset_scripts/build_beacon.py")
-run_beacon = _load_script("examples/run_beacon.py")
+build_beacon = load_script("dataset_scripts/build_beacon.py")
+run_beacon = load_script("examples/run_beacon.py")
 SPLITS = {"train": 8, "val": 4, "test": 4}
 
 

@@ -2,7 +2,6 @@
 build_beacon_real.py rejects missing files, missing columns and non-finite labels, naming them."""
 
 import csv
-import importlib.util
 import json
 import re
 import shutil
@@ -12,11 +11,10 @@ import datasets
 import pytest
 
 from hf_genomics.data.hub_dataset import HubConfig, beacon_features, write_hub_dataset
+from scripts.example_scripts import load_script
 
 REPO = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("build_beacon_real", REPO / "dataset_scripts" / "build_beacon_real.py")
-build_beacon_real = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(build_beacon_real)
+build_beacon_real = load_script("dataset_scripts/build_beacon_real.py")
 
 
 def _config(name: str, n_train: int) -> HubConfig:

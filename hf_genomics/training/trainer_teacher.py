@@ -10,6 +10,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import Trainer, TrainerCallback
 
+from ..tokenizer_compatibility import check_tokenizer_matches_model
 from .ema import ModelEMA
 
 TEACHER_STATE_NAME = "teacher_state.safetensors"
@@ -37,11 +38,14 @@ class EMATeacherTrainer(Trainer):
     ``teacher_momentum(step, max_steps)`` (constant ``teacher_momentum_base`` unless a subclass
     overrides it). The teacher, plus any tensors returned by :meth:`extra_teacher_state`, is saved
     in every checkpoint as ``teacher_state.safetensors`` and restored by ``resume_from_checkpoint``.
-    The teacher never receives gradients.
+    The teacher never receives gradients. A `processing_class` whose vocabulary or special ids disagree with the
+    model's config is refused unless `allow_tokenizer_mismatch=True`.
     """
 
-    def __init__(self, *args, teacher_momentum_base: float = 0.996, **kwargs):
+    def __init__(self, *args, teacher_momentum_base: float = 0.996, allow_tokenizer_mismatch: bool = False,
+                 **kwargs):
         super().__init__(*args, **kwargs)
+        check_tokenizer_matches_model(self.processing_class, self.model, allow_mismatch=allow_tokenizer_mismatch)
         self.teacher_momentum_base = teacher_momentum_base
         self.teacher = ModelEMA(self.model)
         self.last_teacher_momentum = teacher_momentum_base

@@ -1,0 +1,16 @@
+"""Import an example or dataset script (they are files, not modules of the package) for in-process tests."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load_script(relative: str):
+    spec = importlib.util.spec_from_file_location(Path(relative).stem, REPO / relative)
+    module = importlib.util.module_from_spec(spec)
+    # Registered so Trainer can pickle the script's TrainingArguments subclass.
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
