@@ -91,7 +91,8 @@ def test_fixed_schedule_reproduces_dnabert_masking(kmer6, lambda_sequences):
     batch = collator(deepcopy(encodings))
 
     padded = kmer6.pad(deepcopy(encodings), return_tensors="pt")["input_ids"]
-    _, reference_labels, _, _ = dnabert_mask_tokens(padded.clone(), kmer6, 0.025, torch.Generator().manual_seed(42))
+    generator = collator.batch_generator(padded)  # the batch's own stream (see test_masks_are_a_function_...)
+    _, reference_labels, _, _ = dnabert_mask_tokens(padded.clone(), kmer6, 0.025, generator)
     # Same masked positions and labels. The 80/10/10 corruption takes one uniform draw instead of DNABERT's two
     # Bernoulli draws (same distribution, not the same random stream; see test_masked_fraction_and_statistics).
     assert torch.equal(batch["labels"], reference_labels)
@@ -187,6 +188,23 @@ def test_sampled_boundary_draws_every_width_of_the_phase(kmer6, lambda_sequences
     runs = masked_run_lengths(batch["labels"], batch["attention_mask"])
     # Runs up to 10 tokens are single spans (two overlapping spans of width >= 6 are longer).
     assert {length for length in runs if length <= 10} == expected_short_runs
+
+
+def test_masks_are_a_function_of_seed_epoch_and_batch(kmer6, lambda_sequences):
+    """What makes resumed runs exact: a batch's masks do not depend on what the collator did before it."""
+    batches = [[kmer6(sequence) for sequence in lambda_sequences[i : i + 2]] for i in (0, 2)]
+    collator = DataCollatorForRandomMask(kmer6, mlm_probability=0.05, seed=3)
+    first_then_second = [collator(deepcopy(batch))["labels"] for batch in batches]
+    second_alone = DataCollatorForRandomMask(kmer6, mlm_probability=0.05, seed=3)(deepcopy(batches[1]))["labels"]
+    assert torch.equal(second_alone, first_then_second[1])
+    # A DataLoader worker masks it as the main process does.
+    loader = DataLoader([deepcopy(batches[1])], batch_size=None, collate_fn=collator, num_workers=1)
+    assert torch.equal(next(iter(loader))["labels"], second_alone)
+    # Another epoch or another seed: other masks.
+    collator.set_epoch(1)
+    assert not torch.equal(collator(deepcopy(batches[1]))["labels"], second_alone)
+    other_seed = DataCollatorForRandomMask(kmer6, mlm_probability=0.05, seed=4)(deepcopy(batches[1]))["labels"]
+    assert not torch.equal(other_seed, second_alone)
 
 
 def test_seeded_collators_agree_and_bad_arguments_raise(kmer6, lambda_sequences):

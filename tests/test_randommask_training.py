@@ -59,9 +59,9 @@ def test_workers_follow_the_schedule_and_metrics_are_logged(tmp_path, tokenizer,
     trainer.train()
     logs = [entry for entry in trainer.state.log_history if "loss" in entry]
     assert [entry["step"] for entry in logs] == [2, 4, 6, 8, 10]
-    # The logged phase is the pure function of global_step / max_steps: 5 equal phases of 2 steps.
-    assert [entry["randommask_phase"] for entry in logs] == [min(step * 5 // MAX_STEPS, 4) for step in (2, 4, 6, 8, 10)]
-    assert [entry["randommask_boundary"] for entry in logs] == [8, 10, 12, 14, 14]
+    # The logged phase is that of the logged step, a pure function of (step - 1) / max_steps: 5 phases of 2 steps.
+    assert [entry["randommask_phase"] for entry in logs] == [0, 1, 2, 3, 4]
+    assert [entry["randommask_boundary"] for entry in logs] == [6, 8, 10, 12, 14]
     # Collation happened only in the two workers, which read the phase from and wrote statistics to shared memory.
     stats = collator.statistics()
     assert collator._statistics[0].sum() == 0 and collator._statistics[1:3].sum() > 0
@@ -87,8 +87,9 @@ def test_resume_from_checkpoint_starts_in_the_checkpoint_phase(tmp_path, tokeniz
         model=tiny_model(tokenizer), args=training_args(tmp_path), train_dataset=train_dataset,
         data_collator=first, callbacks=[RandomMaskCallback(first), StopAt(6)],
     ).train()  # fmt: skip
-    # accelerate's DataLoaderShard fetches one batch ahead, so each phase change reaches training one batch late.
-    assert first.statistics()["batches_per_phase"][:3] == [3, 2, 2]
+    # Each batch is masked in the phase of the step that trains on it (2 steps per phase), although accelerate's
+    # DataLoaderShard collates one batch ahead (the 7th, for step 7 of phase 3, was collated before the stop).
+    assert first.statistics()["batches_per_phase"][:4] == [2, 2, 2, 1]
 
     resumed = DataCollatorForRandomMask(tokenizer, seed=0)
     trainer = Trainer(
@@ -97,11 +98,11 @@ def test_resume_from_checkpoint_starts_in_the_checkpoint_phase(tmp_path, tokeniz
     )  # fmt: skip
     trainer.train(resume_from_checkpoint=str(tmp_path / "checkpoint-6"))
     assert trainer.state.global_step == MAX_STEPS
-    # Step 6 of 10 is phase 3: no batch of the resumed run was masked as in phases 0-2.
+    # The resumed run trains steps 7-10, which belong to phases 3 and 4: no batch was masked as in phases 0-2.
     per_phase = resumed.statistics()["batches_per_phase"]
-    assert per_phase[:3] == [0, 0, 0] and per_phase[3] >= 2 and per_phase[4] >= 1
+    assert per_phase[:4] == [0, 0, 0, 2] and per_phase[4] >= 2  # plus a batch prefetched past the last step
     logs = [entry for entry in trainer.state.log_history if "loss" in entry]
-    assert [(entry["step"], entry["randommask_phase"]) for entry in logs] == [(2, 1), (4, 2), (6, 3), (8, 4), (10, 4)]
+    assert [(entry["step"], entry["randommask_phase"]) for entry in logs] == [(2, 0), (4, 1), (6, 2), (8, 3), (10, 4)]
 
 
 LAUNCH_ARGS = [
@@ -151,7 +152,7 @@ def test_two_process_launch_trains_in_sync_on_different_data(tmp_path, launcher)
     assert ranks[0]["weights_hash"] == ranks[1]["weights_hash"]
     # Each rank's own collator followed the same schedule.
     for rank in ranks:
-        assert [entry["randommask_phase"] for entry in rank["masking_log"]] == [1, 2, 3, 4, 4]
+        assert [entry["randommask_phase"] for entry in rank["masking_log"]] == [0, 1, 2, 3, 4]
         assert rank["collator_statistics"]["batches_per_phase"][4] >= 2
         assert rank["heldout_loss_after"] < rank["heldout_loss_before"]
     saved = tmp_path / "model"

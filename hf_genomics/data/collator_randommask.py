@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+import struct
 from collections.abc import Mapping
 from itertools import chain
 from dataclasses import dataclass, field
@@ -19,13 +21,15 @@ _NUCLEOTIDES = frozenset("ACGTU")
 # One statistics row per writer: the main process (row 0) and DataLoader workers 0..62 (rows 1..63).
 # Each row is written by a single process, so no two processes ever race on the same counters.
 _MAX_STATISTIC_WRITERS = 64
-# Distributed ranks draw from different generator streams (seed + worker id, as in
-# DataCollatorForLanguageModeling, plus this stride times the rank).
-_RANK_SEED_STRIDE = 10_000
+# Odd 63-bit multipliers of the batch fingerprint (fixed, so every process computes the same one).
+_FINGERPRINT_MULTIPLIERS = np.random.default_rng(0).integers(0, 2**62, 1 << 16, dtype=np.int64) * 2 + 1
 # Example fields the collator pads itself; anything else goes through tokenizer.pad.
 _PADDED_KEYS = frozenset({"input_ids", "attention_mask", "special_tokens_mask"})
 _BATCHES, _SEQUENCES, _MASKABLE, _MASKED, _HIDDEN = range(5)
 _NUM_COUNTERS = 5
+# The shared stream description is [index of the next training batch, max_steps, accumulation steps, epoch,
+# generation]; the generation number tells every copy of the collator that the stream was restarted.
+_EPOCH, _GENERATION = 3, 4
 
 
 @dataclass(frozen=True)
@@ -111,8 +115,10 @@ class DataCollatorForRandomMask(DataCollatorForLanguageModeling):
     ``seed``, ``mask_replace_prob`` / ``random_replace_prob``) that masks contiguous spans: each
     maskable token ``i`` becomes a *centre* with probability ``mlm_probability`` (DNABERT's meaning of
     that flag; default 0.025) and tokens ``[i - m/2 + 1, i + m/2]`` are masked, clipped to the sequence
-    and never covering special or pad tokens. ``m`` comes from ``schedule`` and the training progress
-    (set by :class:`~hf_genomics.RandomMaskCallback`, held in shared memory so DataLoader workers see it).
+    and never covering special or pad tokens. ``m`` comes from ``schedule`` and the optimizer step that will
+    train on the batch: the collator counts the training batches it collates from a starting point that
+    :class:`~hf_genomics.RandomMaskCallback` sets at each epoch (in shared memory, so DataLoader workers, which
+    take every ``num_workers``-th batch, count too). Prefetching therefore does not delay a phase change.
 
     Spans are in token units. The schedule's starting width is the number of tokens covering one
     nucleotide, ``ceil(k / stride)``: ``k`` for overlapping k-mers (``m = 6`` with 6-mers is DNABERT's
@@ -127,6 +133,11 @@ class DataCollatorForRandomMask(DataCollatorForLanguageModeling):
     Masked tokens are corrupted 80/10/10 ([MASK] / random / unchanged); random replacements are real
     k-mer tokens (``k`` nucleotide letters), never specials. The tokenizer must expose ``k`` and
     ``stride`` (:class:`~hf_genomics.NucleotideTokenizer`, :class:`~hf_genomics.KmerTokenizer`).
+
+    With a ``seed``, each batch draws from its own generator, seeded by the seed, the epoch (set by the
+    callback) and the batch's token ids: a batch is masked the same way whichever process or DataLoader worker
+    collates it, whatever was collated before it (evaluation batches included), and in a run resumed from a
+    checkpoint. Without a seed, torch's global generator is used.
     """
 
     mlm_probability: float | None = 0.025
@@ -175,11 +186,11 @@ class DataCollatorForRandomMask(DataCollatorForLanguageModeling):
 
         # Shared memory: forked or spawned DataLoader workers keep references to these very buffers, so the
         # callback's progress updates reach them and their statistics reach the callback.
-        self._progress = torch.zeros(2, dtype=torch.long).share_memory_()
+        self._progress = torch.tensor([0, 0, 1, 0, 0], dtype=torch.long).share_memory_()
         self._statistics = torch.zeros(
             _MAX_STATISTIC_WRITERS, _NUM_COUNTERS + self.schedule.num_phases, dtype=torch.float64
         ).share_memory_()
-        self._generator_pid = None
+        self._stream_position = (None, None, 0)  # (pid, generation, batches collated): per process, not shared
 
     def _resolve_schedule(self, schedule: RandomMaskSchedule | str) -> RandomMaskSchedule:
         if isinstance(schedule, RandomMaskSchedule):
@@ -193,15 +204,48 @@ class DataCollatorForRandomMask(DataCollatorForLanguageModeling):
     # ----- schedule state shared with the callback and DataLoader workers -----
 
     def set_progress(self, global_step: int, max_steps: int) -> None:
-        """Tell the collator (and its worker copies) where training is; called by RandomMaskCallback."""
-        if global_step < 0 or max_steps < 0:
-            raise ValueError(f"global_step and max_steps must be >= 0, got {global_step} and {max_steps}.")
-        self._progress.copy_(torch.tensor([global_step, max_steps]))
+        """The next batch collated will be trained at optimizer step ``global_step + 1`` of ``max_steps``."""
+        self.start_stream(global_step, max_steps)
+
+    def start_stream(self, next_batch: int, max_steps: int, gradient_accumulation_steps: int = 1,
+                     epoch: int | None = None) -> None:
+        """Where the coming training batches sit: the next one collated is batch ``next_batch`` of the run
+        (``gradient_accumulation_steps`` batches per optimizer step); called by RandomMaskCallback at every epoch."""
+        if next_batch < 0 or max_steps < 0 or gradient_accumulation_steps < 1:
+            raise ValueError(f"next_batch and max_steps must be >= 0 and gradient_accumulation_steps >= 1, got "
+                             f"{next_batch}, {max_steps} and {gradient_accumulation_steps}.")
+        epoch = int(self._progress[_EPOCH]) if epoch is None else epoch
+        generation = int(self._progress[_GENERATION]) + 1
+        self._progress.copy_(torch.tensor([next_batch, max_steps, gradient_accumulation_steps, epoch, generation]))
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch whose batches come next (a seeded collator masks the same batch differently in each)."""
+        self._progress[_EPOCH] = epoch
+
+    def _batch_step(self, first_batch: int, accumulation: int, generation: int, advance: bool) -> int:
+        """The 0-based optimizer step that trains on the batch this process collates next. Worker ``w`` of ``W``
+        collates batches ``w, w + W, ...`` of the stream (DataLoader hands batches out in turn)."""
+        pid, seen, collated = self._stream_position
+        if pid != os.getpid() or seen != generation:
+            collated = 0  # a new stream, or a fresh copy in a worker
+        worker = torch.utils.data.get_worker_info()
+        offset, stride = (worker.id, worker.num_workers) if worker is not None else (0, 1)
+        if advance:
+            self._stream_position = (os.getpid(), generation, collated + 1)
+        return (first_batch + offset + collated * stride) // accumulation
+
+    def stream_position(self) -> tuple:
+        """This process's place in the stream, to put back after collating batches that are not training batches."""
+        return self._stream_position
+
+    def restore_stream_position(self, position: tuple) -> None:
+        self._stream_position = position
 
     @property
     def phase(self) -> int:
-        global_step, max_steps = self._progress.tolist()
-        return self.schedule.phase_at(global_step, max_steps)
+        """The phase of the next batch this process collates."""
+        first_batch, max_steps, accumulation, _, generation = self._progress.tolist()
+        return self.schedule.phase_at(self._batch_step(first_batch, accumulation, generation, False), max_steps)
 
     @property
     def mask_boundary(self) -> int:
@@ -221,13 +265,27 @@ class DataCollatorForRandomMask(DataCollatorForLanguageModeling):
 
     # ----- random generator -----
 
-    def create_rng(self):
-        worker = torch.utils.data.get_worker_info()
-        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-        rank = torch.distributed.get_rank() if distributed else 0
-        seed = self.seed + (worker.id if worker is not None else 0) + _RANK_SEED_STRIDE * rank
-        self.generator = torch.Generator().manual_seed(seed)
-        self._generator_pid = os.getpid()
+    def batch_generator(self, input_ids: torch.Tensor) -> torch.Generator | None:
+        """The generator that masks the batch `input_ids` (padded, before masking): seeded by ``seed``, the epoch
+        and a fingerprint of the ids, so the masks do not depend on where in a stream the batch is collated."""
+        return self._generator_for(input_ids, int(self._progress[_EPOCH]))
+
+    def _generator_for(self, input_ids: torch.Tensor, epoch: int) -> torch.Generator | None:
+        if self.seed is None:
+            return None
+        flat = input_ids.numpy().ravel()
+        # A wrapping int64 dot product (numpy's integer loop: exact on every CPU) of every 7th id with fixed odd
+        # multipliers: a few microseconds, and batches of different sequences differ there (identical batches are
+        # masked alike, which is harmless).
+        sample = flat[::7]
+        multipliers = _FINGERPRINT_MULTIPLIERS
+        if sample.size > multipliers.size:  # cycled for batches above 458,752 tokens
+            multipliers = np.resize(multipliers, sample.size)
+        fingerprint = int(sample @ multipliers[: sample.size])
+        rows = input_ids.shape[0] if input_ids.dim() else 1
+        key = struct.pack("<5q", self.seed, epoch, rows, flat.size, fingerprint)
+        seed = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
+        return torch.Generator().manual_seed(seed)
 
     # ----- padding -----
 
@@ -270,21 +328,20 @@ class DataCollatorForRandomMask(DataCollatorForLanguageModeling):
     def torch_mask_tokens(
         self, inputs: torch.Tensor, special_tokens_mask: Any | None = None, offset_mapping: Any | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        # A forked worker inherits the parent's generator; re-seed so workers don't draw identical masks.
-        if self.seed is not None and self._generator_pid != os.getpid():
-            self.create_rng()
         self._check_ids(inputs)
+        first_batch, max_steps, accumulation, epoch, generation = self._progress.tolist()
+        generator = self._generator_for(inputs, epoch)
         maskable = self._maskable_id.take(inputs)
         if special_tokens_mask is not None:
             maskable &= ~torch.as_tensor(special_tokens_mask, dtype=torch.bool)
 
-        phase = self.phase
+        phase = self.schedule.phase_at(self._batch_step(first_batch, accumulation, generation, True), max_steps)
         boundary = self.schedule.boundaries[phase]
         # The centres are the same draw as DNABERT's mask_tokens: the fixed schedule masks exactly what it masks.
         centre_probability = maskable.to(torch.float32).mul_(self.mlm_probability)
-        centres = torch.bernoulli(centre_probability, generator=self.generator)
+        centres = torch.bernoulli(centre_probability, generator=generator)
         if self.schedule.sample_boundary:
-            span = torch.randint(self.schedule.min_boundary, boundary + 1, inputs.shape, generator=self.generator)
+            span = torch.randint(self.schedule.min_boundary, boundary + 1, inputs.shape, generator=generator)
         else:
             span = boundary
         masked = self._dilate(centres, span) & maskable
@@ -293,13 +350,13 @@ class DataCollatorForRandomMask(DataCollatorForLanguageModeling):
         # advanced indexing: several times faster on CPU.
         labels = inputs.masked_fill(~masked, -100)
         original = inputs.clone()
-        draw = torch.rand(inputs.shape, generator=self.generator)
+        draw = torch.rand(inputs.shape, generator=generator)
         inputs.masked_fill_(masked & (draw < self.mask_replace_prob), self._mask_token_id)
         if self.random_replace_prob > 0:
             randomised = masked & (draw >= self.mask_replace_prob)
             randomised &= draw < self.mask_replace_prob + self.random_replace_prob
             random_kmers = self._kmer_ids.take(
-                torch.randint(len(self._kmer_ids), inputs.shape, generator=self.generator)
+                torch.randint(len(self._kmer_ids), inputs.shape, generator=generator)
             )
             torch.where(randomised, random_kmers, inputs, out=inputs)
 
