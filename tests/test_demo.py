@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -40,6 +41,19 @@ def test_quick_demo_writes_report_and_publishes_an_offline_loadable_model(tmp_pa
     assert again.returncode == 0
     assert again.stdout.count("already done") == 5
     assert "| ncRNA | accuracy |" in again.stdout
+
+    # Interrupted stages: SSP stopped after its checkpoint continues from it; ncRNA stopped before any checkpoint
+    # starts over in its own folder (not refused as another run's).
+    for stage in ("ncRNA", "SSP"):
+        (out / f".done-{stage}").unlink()
+    for checkpoint in (out / "ncRNA").glob("checkpoint-*"):
+        shutil.rmtree(checkpoint)
+    (out / "SSP" / "beacon_results.json").unlink()
+    interrupted = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    assert interrupted.returncode == 0, interrupted.stdout[-3000:] + interrupted.stderr[-3000:]
+    assert f"continuing from {out / 'SSP' / 'checkpoint-'}" in interrupted.stdout
+    assert (out / "SSP" / "beacon_results.json").is_file()
+    assert json.loads((out / "ncRNA" / "run_info.json").read_text())["status"] == "finished"
 
     # `from_pretrained("hf-genomics/beacon-b-tiny")` works in a fresh process, offline, as after a download.
     code = textwrap.dedent("""
