@@ -20,6 +20,7 @@ import numpy as np
 from hf_genomics.data.beacon import BEACON_TASKS, get_task
 from hf_genomics.data.hub_dataset import HubConfig, beacon_features, write_hub_dataset
 from hf_genomics.data.structure import dot_bracket_to_pairs, matrix_to_pairs
+from hf_genomics.io.tables import read_csv_records
 
 
 BEACON_CITATION = """@inproceedings{ren2024beacon,
@@ -120,30 +121,22 @@ def convert_ssp(task_dir: Path) -> dict[str, list[dict]]:
     path = _require_file(root / "bpRNA.csv", "the SSP index with columns data_name, file_name, seq")
     split_of = {"TR0": "train", "VL0": "validation", "TS0": "test"}
     splits: dict[str, list[dict]] = {"train": [], "validation": [], "test": []}
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = [column for column in SSP_COLUMNS if column not in (reader.fieldnames or ())]
-        if missing:
-            raise ValueError(f"{path}: no column {', '.join(missing)}; SSP reads {', '.join(SSP_COLUMNS)} "
-                             f"(and an optional structure), found {reader.fieldnames}.")
-        for line, row in enumerate(reader, start=2):
-            where = f"{path}:{line} ({row.get('file_name')})"
-            if None in (row[column] for column in SSP_COLUMNS):
-                raise ValueError(f"{where}: row has fewer fields than the header ({', '.join(SSP_COLUMNS)}).")
-            if row.get("data_name") not in split_of:
-                raise ValueError(f"{where}: data_name {row.get('data_name')!r} is not one of {list(split_of)}.")
-            sequence = _clean_sequence(row["seq"], where)
-            file_name = row["file_name"] if row["file_name"].endswith(".npy") else row["file_name"] + ".npy"
-            matrix = _load_matrix(root / row["data_name"] / file_name, len(sequence), where)
-            if not np.array_equal(matrix, matrix.T):
-                raise ValueError(f"{where}: pairing matrix is not symmetric.")
-            pairs = matrix_to_pairs(matrix)
-            structure = row.get("structure") or row.get("dot_bracket") or None
-            if structure is not None and not np.array_equal(dot_bracket_to_pairs(structure, sequence, where), pairs):
-                raise ValueError(f"{where}: dot-bracket structure disagrees with the pairing matrix.")
-            splits[split_of[row["data_name"]]].append(
-                {"id": Path(file_name).stem, "sequence": sequence, "structure": structure, "pairs": pairs.tolist()}
-            )
+    for where, row in read_csv_records(path, SSP_COLUMNS):
+        where = f"{where} ({row['file_name']})"
+        if row["data_name"] not in split_of:
+            raise ValueError(f"{where}: data_name {row['data_name']!r} is not one of {list(split_of)}.")
+        sequence = _clean_sequence(row["seq"], where)
+        file_name = row["file_name"] if row["file_name"].endswith(".npy") else row["file_name"] + ".npy"
+        matrix = _load_matrix(root / row["data_name"] / file_name, len(sequence), where)
+        if not np.array_equal(matrix, matrix.T):
+            raise ValueError(f"{where}: pairing matrix is not symmetric.")
+        pairs = matrix_to_pairs(matrix)
+        structure = row.get("structure") or row.get("dot_bracket") or None
+        if structure is not None and not np.array_equal(dot_bracket_to_pairs(structure, sequence, where), pairs):
+            raise ValueError(f"{where}: dot-bracket structure disagrees with the pairing matrix.")
+        splits[split_of[row["data_name"]]].append(
+            {"id": Path(file_name).stem, "sequence": sequence, "structure": structure, "pairs": pairs.tolist()}
+        )
     for data_name, split in split_of.items():
         if not splits[split]:
             raise ValueError(f"{path}: no row has data_name {data_name}; each of {list(split_of)} makes a split.")
@@ -218,16 +211,10 @@ def convert_csv_task(task_dir: Path, task_name: str) -> dict[str, list[dict]]:
 
 def _modif_rows(path: Path):
     """Modification CSVs are read by column name (`sequence`, `label`) in BEACON."""
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        if not {"sequence", "label"} <= set(reader.fieldnames or ()):
-            raise ValueError(f"{path}: Modif CSV needs columns `sequence` and `label`, found {reader.fieldnames}.")
-        n_rows = 0
-        for line, row in enumerate(reader, start=2):
-            if None in (row["sequence"], row["label"]):
-                raise ValueError(f"{path}:{line}: row has fewer fields than the header (sequence, label).")
-            n_rows += 1
-            yield f"{path}:{line}", [row["sequence"], row["label"]]
+    n_rows = 0
+    for where, row in read_csv_records(path, ("sequence", "label")):
+        n_rows += 1
+        yield where, [row["sequence"], row["label"]]
     if not n_rows:
         raise ValueError(f"{path}: no data rows after the header; expected rows of sequence, label.")
 

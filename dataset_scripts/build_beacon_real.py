@@ -14,7 +14,6 @@ Configs (same columns as `build_beacon.py`, so `examples/run_beacon.py` trains o
 """
 
 import argparse
-import csv
 import json
 import math
 import sys
@@ -27,6 +26,7 @@ from sklearn.model_selection import train_test_split
 from hf_genomics.data.hub_dataset import HubConfig, beacon_features, write_hub_dataset
 from hf_genomics.data.structure import dot_bracket_to_pairs
 from hf_genomics.io import read_fasta, read_nrc
+from hf_genomics.io.tables import read_csv_records
 
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
@@ -42,20 +42,6 @@ def _data_file(data_dir: Path, relative: str) -> Path:
         raise ValueError(f"{path} is missing; --data_dir must be the repository's data/ folder (or a copy with the "
                          f"same layout, see data/PROVENANCE.md) holding {relative}.")
     return path
-
-
-def _csv_records(path: Path, columns: tuple[str, ...]):
-    """(where, row) for each row of a CSV with a header that must name every one of `columns`."""
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = [column for column in columns if column not in (reader.fieldnames or ())]
-        if missing:
-            raise ValueError(f"{path}: no column {', '.join(map(repr, missing))}; this config reads "
-                             f"{', '.join(map(repr, columns))}, found {reader.fieldnames}.")
-        for line, row in enumerate(reader, start=2):
-            if None in (row[column] for column in columns):
-                raise ValueError(f"{path}:{line}: row has fewer fields than the header.")
-            yield f"{path}:{line}", row
 
 
 def _json_lines(path: Path, keys: tuple[str, ...]):
@@ -165,11 +151,11 @@ def build_ssp_bprna(data_dir: Path, max_length: int) -> HubConfig:
 
 
 def build_ssp_archiveii(data_dir: Path, max_length: int, fold: int = 0) -> HubConfig:
-    records = _csv_records(_data_file(data_dir, "archiveii/ArchiveII.csv"), ("id", "sequence", "structure"))
+    records = read_csv_records(_data_file(data_dir, "archiveii/ArchiveII.csv"), ("id", "sequence", "structure"))
     by_id = {row["id"]: row for _, row in records}
     partition = defaultdict(list)
     splits_path = _data_file(data_dir, "archiveii/ArchiveII_splits.csv")
-    for _, row in _csv_records(splits_path, ("id", "fold_number", "partition")):
+    for _, row in read_csv_records(splits_path, ("id", "fold_number", "partition")):
         if int(row["fold_number"]) == fold:
             partition[row["partition"]].append(row["id"])
     splits, notes = {}, []
@@ -194,7 +180,7 @@ def build_crispr_on(data_dir: Path, seed: int) -> HubConfig:
     path = _data_file(data_dir, "crispr_ontarget_rs3/Behan2019_activity.csv")
     columns = ("sgRNA Context Sequence", "sgRNA Sequence", "Target Gene Symbol", "avg_mean_centered_neg_lfc")
     rows = []
-    for where, row in _csv_records(path, columns):
+    for where, row in read_csv_records(path, columns):
         context, spacer = row["sgRNA Context Sequence"].upper(), row["sgRNA Sequence"].upper()
         if len(context) != 30 or context[4:24] != spacer:
             raise ValueError(f"{where}: context {context!r} does not hold sgRNA {spacer!r} at 4..24.")
@@ -273,7 +259,7 @@ def build_splice(data_dir: Path, seed: int, window: int) -> HubConfig:
 def build_mrl(data_dir: Path, seed: int) -> HubConfig:
     path = _data_file(data_dir, "utr_expression_utrlm/ExperimentData_Optimus_MRL.csv")
     rows = []
-    for where, row in _csv_records(path, ("rvac_ID", "utr_originial_varylength", "label")):
+    for where, row in read_csv_records(path, ("rvac_ID", "utr_originial_varylength", "label")):
         rows.append({"id": row["rvac_ID"], "sequence": row["utr_originial_varylength"].upper(),
                      "label": _label(row["label"], where)})
     return HubConfig(

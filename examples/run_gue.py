@@ -20,7 +20,12 @@ from datasets import load_dataset
 from sklearn.metrics import matthews_corrcoef
 from transformers import AutoTokenizer, DataCollatorWithPadding, HfArgumentParser, Trainer, TrainingArguments, set_seed
 
-from hf_genomics import BeaconConfig, BeaconForSequenceClassification, NucleotideTokenizer, check_tokenizer_matches_model
+from hf_genomics import (
+    BeaconConfig,
+    BeaconForSequenceClassification,
+    NucleotideTokenizer,
+    check_tokenizer_matches_model,
+)
 from hf_genomics.training.run_folder import RunArguments, finish_run, prepare_run
 
 logger = logging.getLogger(__name__)

@@ -129,7 +129,8 @@ def run(args, name, train, test, num_labels, tokenizer, seed, imwa_settings, com
     trainer.save_model(str(output_dir / "model"))
     imwa.save_ema(str(output_dir / "ema"))
     keys = ("balanced_accuracy", "macro_f1")
-    metrics = {"model": {k: model_metrics[f"test_{k}"] for k in keys}, "ema": {k: ema_metrics[f"test_{k}"] for k in keys}}
+    metrics = {name: {k: values[f"test_{k}"] for k in keys}
+               for name, values in (("model", model_metrics), ("ema", ema_metrics))}
     metrics_file.write_text(json.dumps(metrics, indent=2))
     return metrics
 

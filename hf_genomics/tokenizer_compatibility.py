@@ -52,10 +52,11 @@ def check_tokenizer_matches_model(tokenizer, model_or_config, allow_mismatch: bo
     ```python
     >>> from hf_genomics import BeaconConfig, KmerTokenizer, NucleotideTokenizer, check_tokenizer_matches_model
     >>> check_tokenizer_matches_model(NucleotideTokenizer(), BeaconConfig())  # BEACON-B's own vocabulary: fits
-    >>> check_tokenizer_matches_model(KmerTokenizer(k=6), BeaconConfig())
+    >>> check_tokenizer_matches_model(KmerTokenizer(k=6), BeaconConfig())  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    hf_genomics.tokenizer_compatibility.TokenizerMismatchError: KmerTokenizer does not fit the model: the tokenizer has 4105 tokens but the model embeds only 10 (ids >= 10 have no embedding); pad_token_id is 0 in the tokenizer but 1 in the model config. Use the tokenizer the model was trained with (saved next to it), or pass allow_tokenizer_mismatch=True (--allow_tokenizer_mismatch) if the ids really mean the same tokens.
+    hf_genomics.tokenizer_compatibility.TokenizerMismatchError: KmerTokenizer does not fit the model: the tokenizer \
+has 4105 tokens but the model embeds only 10 (...); pad_token_id is 0 in the tokenizer but 1 in the model config. ...
 
     ```
     """

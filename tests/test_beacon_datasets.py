@@ -209,7 +209,7 @@ def test_missing_inputs_are_errors_naming_them(beacon_folder, tmp_path):
         build_beacon.build(raw, out, ["VDP"])
     bprna = raw / "Secondary_structure_prediction" / "bpRNA" / "bpRNA.csv"
     bprna.write_text(bprna.read_text().replace(",seq\n", ",sequence\n", 1))
-    with pytest.raises(ValueError, match=re.escape(f"{bprna}: no column seq; SSP reads data_name, file_name, seq")):
+    with pytest.raises(ValueError, match=re.escape(f"{bprna}: no column 'seq'; this table is read for 'data_name', 'file_name', 'seq'")):
         build_beacon.build(raw, out, ["SSP"])
     bprna.unlink()
     with pytest.raises(ValueError, match=re.escape(f"{bprna} is missing; expected the SSP index")):

@@ -168,7 +168,7 @@ def test_build_beacon_real_names_missing_columns(tmp_path, data_dir):
     data = _copy_data(tmp_path, data_dir, MRL_CSV, "bprna_rgb/train.json")
     path = data / MRL_CSV
     path.write_text(path.read_text().replace(",label", ",readout", 1))
-    with pytest.raises(ValueError, match=re.escape(f"{path}: no column 'label'; this config reads")):
+    with pytest.raises(ValueError, match=re.escape(f"{path}: no column 'label'; this table is read for")):
         build_beacon_real.build(tmp_path / "out", data_dir=data, configs=("MRL",))
     bprna = data / "bprna_rgb" / "train.json"
     lines = bprna.read_text().splitlines()

@@ -27,6 +27,7 @@ class BeaconConfig(PreTrainedConfig):
     >>> model = BeaconModel(config)
     >>> model.config.position_embedding_type
     'alibi'
+
     ```
     """
 
