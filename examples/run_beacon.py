@@ -33,6 +33,7 @@ from hf_genomics.data.beacon import BEACON_TASKS, get_task
 from hf_genomics.data.collator_beacon import DataCollatorForBeacon, encode_beacon_batch
 from hf_genomics.data.hub_dataset import beacon_features
 from hf_genomics.metrics import make_compute_metrics
+from hf_genomics.training.checkpoints import check_checkpoint_fits
 from hf_genomics.training.run_folder import RunArguments, finish_run, prepare_run
 
 
@@ -264,6 +265,7 @@ def main(argv: list[str] | None = None) -> dict:
         processing_class=tokenizer,
         callbacks=callbacks,
     )
+    check_checkpoint_fits(trainer, checkpoint)
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model()
     trainer.save_state()  # trainer_state.json: loss and metric curves for reports

@@ -26,6 +26,7 @@ from hf_genomics import (
     NucleotideTokenizer,
     check_tokenizer_matches_model,
 )
+from hf_genomics.training.checkpoints import check_checkpoint_fits
 from hf_genomics.training.run_folder import RunArguments, finish_run, prepare_run
 
 logger = logging.getLogger(__name__)
@@ -119,6 +120,7 @@ def main() -> None:
         processing_class=tokenizer,
         compute_metrics=compute_metrics,
     )
+    check_checkpoint_fits(trainer, checkpoint)
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model()
     trainer.save_state()

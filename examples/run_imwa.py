@@ -41,7 +41,12 @@ from hf_genomics import (
     read_nrc,
 )
 from hf_genomics.data.beacon import NCRNA_LABELS
-from hf_genomics.training.checkpoints import asks_for_latest, checkpoints_in, resolve_checkpoint
+from hf_genomics.training.checkpoints import (
+    asks_for_latest,
+    check_checkpoint_fits,
+    checkpoints_in,
+    resolve_checkpoint,
+)
 from hf_genomics.training.run_folder import RunArguments, finish_run, prepare_run
 
 logger = logging.getLogger(__name__)
@@ -123,6 +128,7 @@ def run(args, name, train, test, num_labels, tokenizer, seed, imwa_settings, com
                       compute_metrics=class_balanced_metrics)
     imwa = IMWACallback(trainer, ema_decay=args.ema_decay, **imwa_settings)
     trainer.add_callback(imwa)
+    check_checkpoint_fits(trainer, checkpoint)
     trainer.train(resume_from_checkpoint=checkpoint)
     model_metrics = trainer.evaluate(test, metric_key_prefix="test")
     ema_metrics = imwa.evaluate_ema(test, metric_key_prefix="test")

@@ -38,6 +38,7 @@ from hf_genomics import (
 )
 from hf_genomics.metrics import accuracy, matthews_correlation
 from hf_genomics.models.baselines import BaselineConfig, BaselineForSequenceClassification
+from hf_genomics.training.checkpoints import check_checkpoint_fits
 from hf_genomics.training.run_folder import RunArguments, finish_run, prepare_run
 from hf_genomics.training.trainer_layermatch import AVG_CLUSTERING_SOURCES, MODES
 
@@ -168,6 +169,7 @@ def main():
         teacher_momentum_base=args.teacher_momentum,
         allow_tokenizer_mismatch=run_args.allow_tokenizer_mismatch,
     )
+    check_checkpoint_fits(trainer, checkpoint)
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model()
     trainer.save_state()

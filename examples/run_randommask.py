@@ -43,6 +43,7 @@ from hf_genomics import (
 )
 from hf_genomics.corpus import default_corpus_files
 from hf_genomics.data.pretraining_corpus import build_pretraining_dataset, iterable_pretraining_dataset
+from hf_genomics.training.checkpoints import check_checkpoint_fits
 from hf_genomics.training.run_folder import RunArguments, finish_run, prepare_run
 
 logger = logging.getLogger(__name__)
@@ -280,6 +281,7 @@ def main(argv: list[str] | None = None) -> dict:
         return heldout_loss(model, eval_dataset, tokenizer, data_args, training_args.per_device_eval_batch_size, 1234)
 
     results = {"heldout_loss_before": score()}
+    check_checkpoint_fits(trainer, checkpoint)
     train_output = trainer.train(resume_from_checkpoint=checkpoint)
     results["heldout_loss_after"] = score()
     results["train_loss"] = train_output.training_loss

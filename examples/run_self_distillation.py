@@ -20,6 +20,7 @@ from transformers import DataCollatorWithPadding, HfArgumentParser, TrainingArgu
 
 from hf_genomics import BeaconConfig, BeaconForMaskedLM, KmerTokenizer, NucleotideTokenizer, default_corpus_files
 from hf_genomics.data.pretraining_corpus import build_pretraining_dataset
+from hf_genomics.training.checkpoints import check_checkpoint_fits
 from hf_genomics.training.run_folder import RunArguments, finish_run, prepare_run
 from hf_genomics.training.trainer_self_distillation import SelfDistillationTrainer, default_views
 
@@ -175,6 +176,7 @@ def main() -> None:
         allow_tokenizer_mismatch=run_args.allow_tokenizer_mismatch,
     )
     logger.info("%d training windows, world size %d", len(train_dataset), training_args.world_size)
+    check_checkpoint_fits(trainer, checkpoint)
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(f"{training_args.output_dir}/student")
     trainer.save_model(f"{training_args.output_dir}/teacher", teacher=True)

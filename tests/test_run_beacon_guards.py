@@ -81,6 +81,17 @@ def test_resume_continues_from_the_checkpoint_step(dataset, trained, tmp_path):
     assert json.loads((tmp_path / "run" / "run_info.json").read_text())["resumed_from"].endswith("checkpoint-2")
 
 
+def test_resume_with_other_settings_than_the_checkpoint_is_refused(dataset, trained, tmp_path):
+    shutil.copytree(trained / "checkpoint-2", tmp_path / "run" / "checkpoint-2")
+    resume = ["--task", "ncRNA", "--dataset_dir", str(dataset), "--output_dir", str(tmp_path / "run"),
+              "--num_train_epochs", "2", "--resume_from_checkpoint", "True", *TINY]
+    # The checkpoint's run had no early stopping (transformers would fail with a KeyError at the first save).
+    with pytest.raises(CheckpointError, match="adds EarlyStoppingCallback, which the checkpoint's run did not use"):
+        run_beacon.main(resume)
+    with pytest.raises(CheckpointError, match="batch size per device was 8, this run's is 4"):
+        run_beacon.main([*resume, "--load_best_model_at_end", "false", "--per_device_train_batch_size", "4"])
+
+
 def test_tokenizer_saved_next_to_a_model_must_fit_it(dataset, trained, tmp_path):
     model = tmp_path / "model"
     copy_model(trained, model)

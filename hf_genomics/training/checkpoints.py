@@ -9,6 +9,7 @@ import struct
 import zipfile
 from pathlib import Path
 
+from transformers.trainer_callback import ExportableState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 CHECKPOINT_PATTERN = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
@@ -119,3 +120,24 @@ def latest_valid_checkpoint(output_dir: str | Path) -> Path | None:
         except CheckpointError:
             continue
     return None
+
+
+def check_checkpoint_fits(trainer, checkpoint: str | Path | None) -> None:
+    """Refuse to resume `trainer` from `checkpoint` with settings the checkpoint's run did not have: another batch
+    size (the batches to skip would be miscounted) or a stateful callback the run did not use (transformers then
+    fails at the first save, e.g. early stopping added by `--load_best_model_at_end`)."""
+    if checkpoint is None:
+        return
+    state = json.loads((Path(checkpoint) / TRAINER_STATE_NAME).read_text())
+    problems = []
+    saved_batch, batch = state.get("train_batch_size"), trainer.args.train_batch_size
+    if saved_batch is not None and saved_batch != batch:
+        problems.append(f"its batch size per device was {saved_batch}, this run's is {batch}")
+    stored = set(state.get("stateful_callbacks", {}))
+    current = {type(callback).__name__ for callback in trainer.callback_handler.callbacks
+               if isinstance(callback, ExportableState)}
+    if current - stored:
+        problems.append(f"this run adds {', '.join(sorted(current - stored))}, which the checkpoint's run did not use")
+    if problems:
+        raise CheckpointError(f"cannot resume from {checkpoint}: {'; '.join(problems)}. Resume with the flags of the "
+                              "run that wrote it (its command is in run_info.json in that run's output folder).")
