@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
-import struct
+import zlib
 from collections.abc import Mapping
 from itertools import chain
 from dataclasses import dataclass, field
@@ -21,8 +20,8 @@ _NUCLEOTIDES = frozenset("ACGTU")
 # One statistics row per writer: the main process (row 0) and DataLoader workers 0..62 (rows 1..63).
 # Each row is written by a single process, so no two processes ever race on the same counters.
 _MAX_STATISTIC_WRITERS = 64
-# Odd 63-bit multipliers of the batch fingerprint (fixed, so every process computes the same one).
-_FINGERPRINT_MULTIPLIERS = np.random.default_rng(0).integers(0, 2**62, 1 << 16, dtype=np.int64) * 2 + 1
+# A batch's fingerprint reads this many ids of every row.
+_FINGERPRINT_COLUMNS = 8
 # Example fields the collator pads itself; anything else goes through tokenizer.pad.
 _PADDED_KEYS = frozenset({"input_ids", "attention_mask", "special_tokens_mask"})
 _BATCHES, _SEQUENCES, _MASKABLE, _MASKED, _HIDDEN = range(5)
@@ -191,6 +190,7 @@ class DataCollatorForRandomMask(DataCollatorForLanguageModeling):
             _MAX_STATISTIC_WRITERS, _NUM_COUNTERS + self.schedule.num_phases, dtype=torch.float64
         ).share_memory_()
         self._stream_position = (None, None, 0)  # (pid, generation, batches collated): per process, not shared
+        self._batch_rng = None
 
     def _resolve_schedule(self, schedule: RandomMaskSchedule | str) -> RandomMaskSchedule:
         if isinstance(schedule, RandomMaskSchedule):
@@ -273,19 +273,15 @@ class DataCollatorForRandomMask(DataCollatorForLanguageModeling):
     def _generator_for(self, input_ids: torch.Tensor, epoch: int) -> torch.Generator | None:
         if self.seed is None:
             return None
-        flat = input_ids.numpy().ravel()
-        # A wrapping int64 dot product (numpy's integer loop: exact on every CPU) of every 7th id with fixed odd
-        # multipliers: a few microseconds, and batches of different sequences differ there (identical batches are
-        # masked alike, which is harmless).
-        sample = flat[::7]
-        multipliers = _FINGERPRINT_MULTIPLIERS
-        if sample.size > multipliers.size:  # cycled for batches above 458,752 tokens
-            multipliers = np.resize(multipliers, sample.size)
-        fingerprint = int(sample @ multipliers[: sample.size])
-        rows = input_ids.shape[0] if input_ids.dim() else 1
-        key = struct.pack("<5q", self.seed, epoch, rows, flat.size, fingerprint)
-        seed = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
-        return torch.Generator().manual_seed(seed)
+        ids = input_ids.numpy().reshape(len(input_ids), -1) if input_ids.dim() else input_ids.numpy().reshape(1, 1)
+        # Eight ids spread over every row (batches of different sequences differ there; identical batches are masked
+        # alike, which is harmless), hashed with CRC-32 from a start set by the seed and epoch: few calls, since the
+        # collator runs once per batch and its speed is a target. The generator is reseeded, not made anew, likewise.
+        start = (self.seed * 1_000_003 + epoch) & 0xFFFFFFFF
+        seed = zlib.crc32(ids[:, :: max(ids.shape[1] // _FINGERPRINT_COLUMNS, 1)].tobytes(), start)
+        if self._batch_rng is None:
+            self._batch_rng = torch.Generator()
+        return self._batch_rng.manual_seed(seed)
 
     # ----- padding -----
 
@@ -328,7 +324,9 @@ class DataCollatorForRandomMask(DataCollatorForLanguageModeling):
     def torch_mask_tokens(
         self, inputs: torch.Tensor, special_tokens_mask: Any | None = None, offset_mapping: Any | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        self._check_ids(inputs)
+        low, high = torch.aminmax(inputs)
+        if low < 0 or high >= len(self._maskable_id):
+            self._reject_ids(inputs)
         first_batch, max_steps, accumulation, epoch, generation = self._progress.tolist()
         generator = self._generator_for(inputs, epoch)
         maskable = self._maskable_id.take(inputs)
@@ -363,18 +361,17 @@ class DataCollatorForRandomMask(DataCollatorForLanguageModeling):
         self._record(phase, original, maskable, masked)
         return inputs, labels
 
-    def _check_ids(self, inputs: torch.Tensor) -> None:
-        # `take` would wrap negative ids around silently (and name no row for ids past the end).
-        low, high = torch.aminmax(inputs)
+    def _reject_ids(self, inputs: torch.Tensor) -> None:
+        """Name the example with an id outside the vocabulary: `take` would wrap negative ids around silently (and
+        name no row for ids past the end)."""
         size = len(self._maskable_id)
-        if low.item() < 0 or high.item() >= size:
-            outside = (inputs < 0) | (inputs >= size)
-            index = int(outside.any(dim=1).int().argmax())
-            value = int(inputs[index][outside[index]][0])
-            raise ValueError(
-                f"DataCollatorForRandomMask: example {index} of the batch has input id {value}; accepted: ids "
-                f"0..{size - 1} of the tokenizer's vocabulary (was it tokenized with another tokenizer?)."
-            )
+        outside = (inputs < 0) | (inputs >= size)
+        index = int(outside.any(dim=1).int().argmax())
+        value = int(inputs[index][outside[index]][0])
+        raise ValueError(
+            f"DataCollatorForRandomMask: example {index} of the batch has input id {value}; accepted: ids "
+            f"0..{size - 1} of the tokenizer's vocabulary (was it tokenized with another tokenizer?)."
+        )
 
     @staticmethod
     def _dilate(centres: torch.Tensor, span: torch.Tensor | int) -> torch.Tensor:
