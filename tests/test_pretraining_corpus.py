@@ -116,7 +116,9 @@ def test_hub_folder_loads_offline_and_feeds_the_streaming_example(tmp_path, data
         "--intermediate_size", "64", "--max_steps", "4", "--logging_steps", "2", "--per_device_train_batch_size", "4",
         "--max_eval_samples", "16", "--output_dir", str(output), "--disable_tqdm", "true", "--use_cpu",
     ])  # fmt: skip
-    # --max_steps drives the schedule of the (length-less) stream: steps 2 and 4 of 4 are phases 2 and 4.
-    assert [(entry["step"], entry["randommask_phase"]) for entry in results["masking_log"]] == [(2, 2), (4, 4)]
+    # --max_steps drives the schedule of the (length-less) stream: steps 2 and 4 of 4 (progress 1/4 and 3/4 before
+    # them) train in phases 1 and 3 of 5.
+    assert [(entry["step"], entry["randommask_phase"]) for entry in results["masking_log"]] == [(2, 1), (4, 3)]
+    assert results["masking_log"][-1]["randommask_boundary"] == 9
     assert json.loads((output / "randommask_results.json").read_text())["schedule"]["boundaries"] == [3, 5, 7, 9, 11]
     assert (output / "model.safetensors").is_file() and "randommask" in (output / "README.md").read_text()

@@ -8,7 +8,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def load_script(relative: str):
-    spec = importlib.util.spec_from_file_location(Path(relative).stem, REPO / relative)
+    """The script as a module, loaded once per test session (pickling needs one class per name)."""
+    name = Path(relative).stem
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, REPO / relative)
     module = importlib.util.module_from_spec(spec)
     # Registered so Trainer can pickle the script's TrainingArguments subclass.
     sys.modules[spec.name] = module
