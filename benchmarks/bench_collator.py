@@ -12,14 +12,23 @@ Everything runs with `--threads` torch threads (default 1, what DataLoader worke
 multi-threaded small tensor ops mostly wait for busy cores, which penalises the many small vectorised ops of the
 collator far more than the reference's Python loop.
 
-    python benchmarks/bench_collator.py [--quick] [--threads 1] [--json results.json]
+`--against REV` also times the collator as committed at git revision REV against the current one, batch by batch in
+alternating order on the same batches (median CPU time per batch): a change's cost, which the DNABERT ratio (it
+swings by +-20% between runs) cannot resolve.
+
+    python benchmarks/bench_collator.py [--quick] [--threads 1] [--json results.json] [--against REV]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
+import subprocess
+import sys
 import time
+import types
+from pathlib import Path
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
@@ -36,6 +45,7 @@ from hf_genomics.data.pretraining_corpus import pretraining_chunks
 from dnabert_reference import dnabert_mask_tokens
 
 TARGETS = {"collator_vs_dnabert": 3.0, "collator_share_of_step": 0.05}
+REPO = Path(__file__).resolve().parents[1]
 def best_time(function, repeats: int) -> tuple[float, float]:
     """Best wall-clock and best CPU time over `repeats` runs (CPU time is steadier on a shared machine)."""
     best_wall, best_cpu = float("inf"), float("inf")
@@ -128,6 +138,36 @@ def run(quick: bool) -> dict:
     return results
 
 
+def collator_at_revision(revision: str) -> type:
+    """`DataCollatorForRandomMask` as committed at git `revision` (the module imports only torch, numpy and
+    transformers, so it runs on its own)."""
+    source = subprocess.run(["git", "show", f"{revision}:hf_genomics/data/collator_randommask.py"], cwd=REPO,
+                            capture_output=True, text=True, check=True).stdout
+    module = types.ModuleType(f"collator_randommask_at_{revision}")
+    sys.modules[module.__name__] = module  # dataclasses look their module up
+    exec(compile(source, f"{revision}:hf_genomics/data/collator_randommask.py", "exec"), module.__dict__)
+    return module.DataCollatorForRandomMask
+
+
+def against_revision(revision: str, quick: bool) -> dict:
+    """Median CPU time per batch (pad + mask) of the collator at `revision` and of the current one, the two taking
+    turns (alternating which goes first) on the same 32 x <= 510 bp batches."""
+    tokenizer = KmerTokenizer(k=6, stride=1)
+    batches = encoded_batches(tokenizer, 8, batch_size=32, max_length=510)
+    collators = {revision: collator_at_revision(revision)(tokenizer, schedule="fixed", seed=0),
+                 "current": DataCollatorForRandomMask(tokenizer, schedule="fixed", seed=0)}
+    times = {name: [] for name in collators}
+    for round_ in range(100 if quick else 1000):
+        for name in sorted(collators, reverse=bool(round_ % 2)):
+            batch = [dict(example) for example in batches[round_ % len(batches)]]
+            start = time.process_time_ns()
+            collators[name](batch)
+            times[name].append(time.process_time_ns() - start)
+    medians = {name: statistics.median(values) / 1e6 for name, values in times.items()}
+    return {"revision": revision, "batches": len(times["current"]), "median_ms": medians,
+            "current_over_revision": medians["current"] / medians[revision]}
+
+
 def print_report(results: dict) -> None:
     timings, ratios = results["timings_s"], results["ratios"]
     n = results["batches"]
@@ -155,6 +195,12 @@ def print_report(results: dict) -> None:
         f"collator share of a training step: {ratios['collator_share_of_step']:.2%} "
         f"(CPU {ratios['collator_share_of_step_cpu']:.2%}; target < {TARGETS['collator_share_of_step']:.0%})"
     )
+    if "against_revision" in results:
+        against = results["against_revision"]
+        medians = against["median_ms"]
+        print(f"collator time per batch, current vs {against['revision']}: {against['current_over_revision']:.3f}x "
+              f"(median CPU {medians['current']:.3f} ms vs {medians[against['revision']]:.3f} ms over "
+              f"{against['batches']} alternating batches each)")
 
 
 def main() -> None:
@@ -162,10 +208,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer batches and repeats")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (DataLoader workers use 1)")
     parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--against", metavar="REV", help="also time the collator of git revision REV, batch by batch")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     results = run(args.quick)
     results["threads"] = args.threads
+    if args.against:
+        results["against_revision"] = against_revision(args.against, args.quick)
     print_report(results)
     if args.json:
         with open(args.json, "w") as handle:
