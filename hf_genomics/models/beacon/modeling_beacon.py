@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
@@ -23,7 +24,7 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutput,
     TokenClassifierOutput,
 )
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterface
 from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput, TransformersKwargs, can_return_tuple, logging
 from transformers.utils.output_capturing import capture_outputs
@@ -56,20 +57,37 @@ def alibi_slopes(num_heads: int) -> torch.Tensor:
     return torch.tensor(slopes, dtype=torch.float32)
 
 
+# ALiBi biases below -NEGLIGIBLE_ALIBI_BIAS are masked: see BeaconAlibiBias.
+NEGLIGIBLE_ALIBI_BIAS = 60.0
+
+
+def alibi_bias(slopes: torch.Tensor, query_start: int, query_end: int, key_start: int, key_end: int) -> torch.Tensor:
+    """The float32 `(heads, queries, keys)` block `-slope_h * |i - j|` for query positions `query_start..query_end`
+    and key positions `key_start..key_end`, `-inf` where it is below `-NEGLIGIBLE_ALIBI_BIAS`."""
+    # float32 whatever the model dtype: bfloat16 cannot count positions beyond 256 exactly.
+    queries = torch.arange(query_start, query_end, device=slopes.device, dtype=torch.float32)
+    keys = torch.arange(key_start, key_end, device=slopes.device, dtype=torch.float32)
+    bias = (keys[None, :] - queries[:, None]).abs_() * -slopes.float()[:, None, None]
+    return bias.masked_fill_(bias < -NEGLIGIBLE_ALIBI_BIAS, float("-inf"))
+
+
+def alibi_window(slopes: torch.Tensor) -> int:
+    """How far any head sees: beyond this distance every head's bias is below `-NEGLIGIBLE_ALIBI_BIAS`."""
+    return math.floor(NEGLIGIBLE_ALIBI_BIAS / float(slopes.min()))
+
+
 class BeaconAlibiBias(nn.Module):
     """Symmetric ALiBi bias `-slope_h * |i - j|` as used by BEACON-B (following MosaicBERT's bidirectional form).
 
-    Returns a `(1, heads, L, L)` tensor: built once per forward, shared by every layer and broadcast over the batch,
-    so it costs O(heads * L^2) memory for any batch size and any length (no maximum length).
+    Holds the slopes every attention path uses. Called, it returns the dense `(1, heads, L, L)` tensor of the
+    `sdpa` and `eager` reference paths: built once per forward, shared by every layer and broadcast over the batch.
 
-    Biases below `-negligible_bias` (default 60) are masked (`-inf`): there the ALiBi factor `exp(bias)` is under
+    Biases below `-NEGLIGIBLE_ALIBI_BIAS` (60) are masked (`-inf`): there the ALiBi factor `exp(bias)` is under
     1e-26, so those keys only count if their attention logit beats the query's own by more than ~44. Kept, they
     fill softmax and its backward with denormal floats, which x86 CPUs process many times slower (a 6x384 model
     then trains at 0.70-0.78x BERT's speed instead of ~1x; `benchmarks/bench_model.py`). Head h thus sees
-    `negligible_bias / slope_h` tokens each way: 15,360 for the flattest of 12 heads.
+    `60 / slope_h` tokens each way: 15,360 for the flattest of 12 heads.
     """
-
-    negligible_bias = 60.0
 
     def __init__(self, num_heads: int):
         super().__init__()
@@ -77,12 +95,7 @@ class BeaconAlibiBias(nn.Module):
         self.slopes = nn.Buffer(alibi_slopes(num_heads), persistent=False)
 
     def forward(self, seq_length: int, dtype: torch.dtype) -> torch.Tensor:
-        # float32 whatever the model dtype: bfloat16 cannot count positions beyond 256 exactly.
-        positions = torch.arange(seq_length, device=self.slopes.device, dtype=torch.float32)
-        distance = (positions[None, :] - positions[:, None]).abs_()
-        bias = distance * -self.slopes.float()[:, None, None]
-        bias.masked_fill_(bias < -self.negligible_bias, float("-inf"))
-        return bias.to(dtype).unsqueeze(0)
+        return alibi_bias(self.slopes, 0, seq_length, 0, seq_length).to(dtype).unsqueeze(0)
 
 
 class BeaconEmbeddings(nn.Module):
@@ -159,6 +172,195 @@ def eager_attention_forward(
     return attn_output, attn_weights
 
 
+# Query blocks of the blocked path hold at most this many bias elements (batch x heads x queries x keys): 16 MiB of
+# float32, a small fraction of a 16k-token forward.
+BLOCKED_ATTENTION_BIAS_ELEMENTS = 2**22
+# The automatic choice on CPU: the dense-bias sdpa path while its (B or 1, H, L, L) bias stays under this many
+# elements (128 MiB of float32), the blocked path above.
+DENSE_ALIBI_BIAS_MAX_ELEMENTS = 2**25
+
+
+def sequence_extents(sequence_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For every token, the first and one-past-last column of its sequence in the row (`sequence_ids` as
+    [`attention_sequence_ids`] makes them; padding counts as one more sequence)."""
+    batch_size, length = sequence_ids.shape
+    ids = (sequence_ids + 1).long()
+    columns = torch.arange(length, device=ids.device).expand(batch_size, length)
+    first = torch.full((batch_size, length + 1), length, device=ids.device).scatter_reduce(1, ids, columns, "amin")
+    last = torch.full((batch_size, length + 1), -1, device=ids.device).scatter_reduce(1, ids, columns, "amax")
+    return first.gather(1, ids), last.gather(1, ids) + 1
+
+
+def blocked_attention_plan(
+    num_heads: int, length: int, slopes: torch.Tensor | None, sequence_ids: torch.Tensor | None
+) -> tuple[tuple[int, int, int, int], ...]:
+    """`(query_start, query_end, key_start, key_end)` of each query block: keys outside its sequences and beyond
+    every head's ALiBi window are never visited, so packed rows and long inputs cost O(L * span), not O(L^2)."""
+    window = length if slopes is None else min(length, alibi_window(slopes))
+    rows = 1 if sequence_ids is None else sequence_ids.shape[0]
+    span = min(length, 2 * window + 1)
+    block = max(16, BLOCKED_ATTENTION_BIAS_ELEMENTS // (rows * num_heads * span)) // 16 * 16
+    starts = list(range(0, length, block))
+    ends = [min(start + block, length) for start in starts]
+    key_starts = [max(0, start - window) for start in starts]
+    key_ends = [min(length, end + window) for end in ends]
+    if sequence_ids is not None:
+        first, last = sequence_extents(sequence_ids)
+        block_of_column = (torch.arange(length, device=first.device) // block).expand_as(first).flatten()
+        bounds = torch.full((len(starts),), length, device=first.device, dtype=first.dtype)
+        first_keys = bounds.scatter_reduce(0, block_of_column, first.flatten(), "amin").tolist()
+        last_keys = bounds.zero_().scatter_reduce(0, block_of_column, last.flatten(), "amax").tolist()
+        key_starts = [max(a, b) for a, b in zip(key_starts, first_keys)]
+        key_ends = [min(a, b) for a, b in zip(key_ends, last_keys)]
+    return tuple(zip(starts, ends, key_starts, key_ends))
+
+
+def _attention_block(query, key, value, block, slopes, sequence_ids, scaling, dropout):
+    query_start, query_end, key_start, key_end = block
+    mask = None
+    if slopes is not None:
+        mask = alibi_bias(slopes, query_start, query_end, key_start, key_end).to(query.dtype).unsqueeze(0)
+    if sequence_ids is not None:
+        same = sequence_ids[:, query_start:query_end, None] == sequence_ids[:, None, key_start:key_end]
+        mask = torch.zeros((), dtype=query.dtype, device=query.device) if mask is None else mask
+        mask = mask.masked_fill(~same.unsqueeze(1), torch.finfo(query.dtype).min)
+    return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling)
+
+
+def alibi_blocked_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    alibi_slopes: torch.Tensor | None = None,
+    sequence_ids: torch.Tensor | None = None,
+    attention_blocks: tuple[tuple[int, int, int, int], ...] | None = None,
+    **kwargs: Unpack[TransformersKwargs],
+):
+    """Attention one query block at a time, each block's ALiBi bias and sequence mask built on the fly: memory
+    O(L * block) instead of the dense path's (H, L, L) bias, on any device. Under autograd each block is
+    checkpointed (its bias is rebuilt in backward, not stored). `attention_mask` is unused: the model passes
+    padding and packing as `sequence_ids`."""
+    blocks = attention_blocks or blocked_attention_plan(query.shape[1], query.shape[2], alibi_slopes, sequence_ids)
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value))
+    outputs = []
+    for block in blocks:
+        query_start, query_end, key_start, key_end = block
+        inputs = (query[:, :, query_start:query_end], key[:, :, key_start:key_end], value[:, :, key_start:key_end])
+        arguments = (block, alibi_slopes, sequence_ids, scaling, dropout)
+        if needs_grad:
+            outputs.append(checkpoint(_attention_block, *inputs, *arguments, use_reentrant=False))
+        else:
+            outputs.append(_attention_block(*inputs, *arguments))
+    return torch.cat(outputs, dim=2).transpose(1, 2).contiguous(), None
+
+
+# Flex attention compiles per shape: lengths are padded up to a power of two (at least one 128-token block) so that
+# a run with varying lengths compiles a handful of kernels; the padded blocks are empty in the block mask.
+FLEX_MIN_LENGTH = 128
+_compiled_flex_attention = None
+
+
+def flex_padded_length(length: int, device: torch.device) -> int:
+    if device.type != "cuda":
+        return length
+    return max(FLEX_MIN_LENGTH, 1 << (length - 1).bit_length())
+
+
+def flex_kernel_options(head_dim: int, dtype: torch.dtype) -> dict:
+    """Triton block sizes that fit the 228 KiB (sm90) / 164 KiB (sm80) of shared memory per block for head dims up
+    to 128 in bf16 and fp32, forward and backward (the autotuned defaults of the backward need ~300 KiB on sm90)."""
+    wide = head_dim * torch.tensor([], dtype=dtype).element_size() > 128
+    return {
+        "fwd_BLOCK_M": 64,
+        "fwd_BLOCK_N": 32 if wide else 64,
+        "fwd_num_stages": 2,
+        "bwd_BLOCK_M1": 32,
+        "bwd_BLOCK_N1": 64,
+        "bwd_BLOCK_M2": 64,
+        "bwd_BLOCK_N2": 32,
+        "bwd_num_stages": 1 if wide else 2,
+    }
+
+
+def flex_block_mask(sequence_ids: torch.Tensor | None, batch_size: int, length: int, window: int, device):
+    """The BlockMask of the flex path: attention within each sequence (padding is a sequence of its own), within
+    the ALiBi window, and nothing for the positions added to reach the padded length. None when nothing is masked."""
+    padded = flex_padded_length(length, device)
+    if sequence_ids is None and padded == length and window >= length - 1:
+        return None
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    ids = torch.full((batch_size, padded), -2, dtype=torch.int32, device=device)
+    ids[:, :length] = 0 if sequence_ids is None else sequence_ids
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        same = (ids[b, q_idx] == ids[b, kv_idx]) & (ids[b, q_idx] != -2)
+        return same & ((q_idx - kv_idx).abs() <= window)
+
+    return create_block_mask(mask_mod, batch_size, None, padded, padded, device=device, _compile=device.type == "cuda")
+
+
+def alibi_score_mod(slopes: torch.Tensor) -> Callable:
+    """ALiBi as a flex attention `score_mod`: `score - slope_h * |q - k|`, computed inside the kernel."""
+    slopes = slopes.float()
+
+    def score_mod(score, batch, head, query_index, key_index):
+        return score - slopes[head] * (query_index - key_index).abs()
+
+    return score_mod
+
+
+def alibi_flex_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    alibi_slopes: torch.Tensor | None = None,
+    block_mask=None,
+    **kwargs: Unpack[TransformersKwargs],
+):
+    """PyTorch flex attention with ALiBi as a `score_mod` (`score - slope_h * |q - k|`, no bias tensor) and padding,
+    packing and the ALiBi window as a block mask. Compiled on CUDA; elsewhere it runs un-compiled, forward only
+    (torch has no flex backward on CPU). Attention dropout is not applied on this path."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    global _compiled_flex_attention
+    on_cuda = query.device.type == "cuda"
+    if not on_cuda and torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value)):
+        raise NotImplementedError(
+            f'attn_implementation="alibi_flex" has no backward on {query.device.type} (torch computes flex '
+            'attention gradients on CUDA only); train with "alibi_blocked", "sdpa" or the default "alibi_auto".'
+        )
+    if dropout > 0:
+        logger.warning_once("alibi_flex attention does not apply attention dropout (attention_probs_dropout_prob).")
+    length = query.shape[2]
+    padded = block_mask.seq_lengths[0] if block_mask is not None else length
+    if padded > length:
+        query, key, value = (F.pad(t, (0, 0, 0, padded - length)) for t in (query, key, value))
+    score_mod = None if alibi_slopes is None else alibi_score_mod(alibi_slopes.to(query.device))
+    if on_cuda:
+        if _compiled_flex_attention is None:
+            _compiled_flex_attention = torch.compile(flex_attention, dynamic=False)
+        attention, options = _compiled_flex_attention, flex_kernel_options(query.shape[-1], query.dtype)
+    else:
+        attention, options = flex_attention, None
+    output = attention(
+        query, key, value, score_mod=score_mod, block_mask=block_mask, scale=scaling, kernel_options=options
+    )
+    return output[:, :, :length].transpose(1, 2).contiguous(), None
+
+
+AttentionInterface.register("alibi_blocked", alibi_blocked_attention_forward)
+AttentionInterface.register("alibi_flex", alibi_flex_attention_forward)
+
+
 class BeaconSelfAttention(nn.Module):
     def __init__(self, config: BeaconConfig):
         super().__init__()
@@ -183,9 +385,9 @@ class BeaconSelfAttention(nn.Module):
         key = self.key(hidden_states).view(hidden_shape).transpose(1, 2)
         value = self.value(hidden_states).view(hidden_shape).transpose(1, 2)
 
-        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
-            self.config._attn_implementation, eager_attention_forward
-        )
+        # ALiBi models resolve "alibi_auto" per forward (BeaconModel passes the path taken).
+        implementation = kwargs.pop("attention_implementation", self.config._attn_implementation)
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
         attn_output, attn_weights = attention_interface(
             self,
             query,
@@ -339,6 +541,13 @@ class BeaconPreTrainedModel(PreTrainedModel):
     # `**kwargs` as a promise to normalise by it and multiply the loss by the world size under DDP.
     accepts_loss_kwargs = False
 
+    def get_correct_attn_implementation(self, requested_attention: str | None, is_init_check: bool = False) -> str:
+        """ALiBi models default to "alibi_auto": each forward picks flex, dense sdpa or blocked attention for its
+        device and length (see `resolve_attention_implementation`)."""
+        if requested_attention in (None, "alibi_auto") and self.config.position_embedding_type == "alibi":
+            return "alibi_auto"
+        return super().get_correct_attn_implementation(requested_attention, is_init_check)
+
     @torch.no_grad()
     def _init_weights(self, module):
         super()._init_weights(module)
@@ -359,34 +568,131 @@ class BeaconPreTrainedModel(PreTrainedModel):
             custom_object_save(self, save_directory)
 
 
+def attention_sequence_ids(
+    attention_mask: torch.Tensor | None, position_ids: torch.Tensor | None, shape: torch.Size, device: torch.device
+) -> torch.Tensor | None:
+    """Which sequence each token belongs to, `(B, L)` int32: 0, 1, ... in each row, a new sequence at every token
+    whose position id is 0 (packed rows, as transformers' `DataCollatorWithFlattening` makes them), -1 for padding.
+    Attention stays within a sequence; padding attends only padding. None when every row is one unpadded sequence.
+    """
+    padding = None
+    if attention_mask is not None:
+        if attention_mask.shape != shape:
+            raise ValueError(
+                f"attention_mask must have the shape of input_ids, (batch, seq_len) = {tuple(shape)}, with 1 on tokens "
+                f"and 0 on padding; got shape {tuple(attention_mask.shape)}."
+            )
+        padding = attention_mask.to(device) == 0
+        if not padding.any():
+            padding = None
+    if position_ids is None:
+        return None if padding is None else -padding.int()
+    if position_ids.shape != shape:
+        raise ValueError(
+            f"position_ids must have the shape of input_ids, {tuple(shape)}; got {tuple(position_ids.shape)}. "
+            "ALiBi models read them as packing: each sequence of a row starts at position 0."
+        )
+    starts = position_ids.to(device) == 0
+    if padding is not None:
+        starts &= ~padding
+    sequence_ids = starts.int().cumsum(dim=1, dtype=torch.int32) - 1
+    unassigned = sequence_ids < 0
+    if padding is not None:
+        unassigned &= ~padding
+        sequence_ids = sequence_ids.masked_fill(padding, -1)
+    if unassigned.any():
+        row = int(unassigned.any(dim=1).int().argmax())
+        raise ValueError(
+            f"Row {row} has tokens before its first position id 0: packed rows (position_ids given to an ALiBi "
+            "model) must start every sequence at position 0, and tokens before the first sequence must be padding "
+            "(attention_mask 0)."
+        )
+    return sequence_ids
+
+
+def resolve_attention_implementation(
+    config: BeaconConfig, device: torch.device, batch_size: int, length: int, sequence_ids: torch.Tensor | None
+) -> str:
+    """The path `attn_implementation="alibi_auto"` (the default of ALiBi models) takes for one forward: flex attention
+    on CUDA; elsewhere the dense-bias sdpa path while its bias stays small, the blocked path above."""
+    if config._attn_implementation == "flex_attention":
+        return "alibi_flex"  # transformers' flex path would index the bias of head 0 for every head
+    if config._attn_implementation != "alibi_auto":
+        return config._attn_implementation
+    if device.type == "cuda":
+        return "alibi_flex"
+    rows = 1 if sequence_ids is None else batch_size
+    if rows * config.num_attention_heads * length * length <= DENSE_ALIBI_BIAS_MAX_ELEMENTS:
+        return "sdpa"
+    return "alibi_blocked"
+
+
 def _attention_inputs(
     config: BeaconConfig,
     alibi: BeaconAlibiBias | None,
     embedding_output: torch.Tensor,
     attention_mask: torch.Tensor | None,
-) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """The (mask, position bias) pair every layer receives, built once per forward.
+    position_ids: torch.Tensor | None,
+) -> tuple[torch.Tensor | None, dict]:
+    """The mask and the keyword arguments every layer's attention receives, built once per forward for the path
+    this forward takes.
 
-    Without padding the bias stays `(1, H, L, L)`. With padding, a backend that takes a single tensor mask (eager,
-    sdpa) gets the padding folded into the bias once (`(B, H, L, L)`, shared by all layers, instead of each layer
-    merging them again); flex attention keeps its block mask and indexes the bias per batch row, so it gets the
-    bias expanded to the batch.
+    Dense paths (`sdpa`, `eager`) get the ALiBi bias with padding and packing folded in: `(1, H, L, L)` for unpadded
+    single sequences, `(B, H, L, L)` otherwise. `alibi_blocked` gets the slopes, the sequence ids and its block plan;
+    `alibi_flex` the slopes and a BlockMask. Absolute-position models use transformers' padding mask.
     """
-    mask = create_bidirectional_mask(config=config, inputs_embeds=embedding_output, attention_mask=attention_mask)
     if alibi is None:
-        return mask, None
-    bias = alibi(embedding_output.shape[1], embedding_output.dtype)
-    if mask is None:
-        return None, bias
-    if isinstance(mask, torch.Tensor):
-        if mask.dtype == torch.bool:
-            return None, bias.masked_fill(~mask, torch.finfo(bias.dtype).min)
-        return None, bias + mask
-    return mask, bias.expand(embedding_output.shape[0], -1, -1, -1)
+        mask = create_bidirectional_mask(config=config, inputs_embeds=embedding_output, attention_mask=attention_mask)
+        return mask, {}
+    batch_size, length = embedding_output.shape[:2]
+    device = embedding_output.device
+    sequence_ids = attention_sequence_ids(attention_mask, position_ids, embedding_output.shape[:2], device)
+    implementation = resolve_attention_implementation(config, device, batch_size, length, sequence_ids)
+    kwargs = {"attention_implementation": implementation}
+    if implementation == "alibi_blocked":
+        plan = blocked_attention_plan(config.num_attention_heads, length, alibi.slopes, sequence_ids)
+        kwargs.update(alibi_slopes=alibi.slopes, sequence_ids=sequence_ids, attention_blocks=plan)
+    elif implementation == "alibi_flex":
+        block_mask = flex_block_mask(sequence_ids, batch_size, length, alibi_window(alibi.slopes), device)
+        kwargs.update(alibi_slopes=alibi.slopes, block_mask=block_mask)
+    else:
+        bias = alibi(length, embedding_output.dtype)
+        if sequence_ids is not None:
+            same = sequence_ids[:, :, None] == sequence_ids[:, None, :]
+            bias = bias.masked_fill(~same.unsqueeze(1), torch.finfo(bias.dtype).min)
+        kwargs["position_bias"] = bias
+    return None, kwargs
+
+
+def split_sequences(
+    hidden_states: torch.Tensor, sequence_ids: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Packed `(B, L, ...)` token states to one row per sequence, `(N, L_max, ...)` right-padded with zeros, and its
+    `(N, L_max)` attention mask. Sequences are numbered row by row, left to right."""
+    real = sequence_ids >= 0
+    per_row = (sequence_ids.amax(dim=1) + 1).clamp(min=0)
+    row_offsets = per_row.cumsum(0) - per_row
+    first, _ = sequence_extents(sequence_ids)
+    offsets = torch.arange(sequence_ids.shape[1], device=sequence_ids.device) - first
+    sequence = (sequence_ids + row_offsets[:, None])[real]
+    offset = offsets[real]
+    num_sequences, longest = int(per_row.sum()), int(offset.max()) + 1 if offset.numel() else 0
+    states = hidden_states.new_zeros(num_sequences, longest, *hidden_states.shape[2:])
+    states[sequence, offset] = hidden_states[real]
+    mask = torch.zeros(num_sequences, longest, dtype=torch.long, device=hidden_states.device)
+    mask[sequence, offset] = 1
+    return states, mask
 
 
 class BeaconModel(BeaconPreTrainedModel):
-    """The bare BEACON-B encoder: `last_hidden_state` and `pooler_output` = tanh(dense(h_cls))."""
+    """The bare BEACON-B encoder: `last_hidden_state` and `pooler_output` = tanh(dense(h_cls)).
+
+    Packed rows: for ALiBi models `position_ids` mark sequences, each starting at position id 0 (as transformers'
+    `DataCollatorWithFlattening` and [`DataCollatorForPacking`] make them). Attention and ALiBi distances then stay
+    within each sequence, `last_hidden_state` stays packed `(B, L, hidden)`, and `pooler_output` has one row per
+    sequence, `(N, hidden)`, numbered row by row, left to right. The token and pair heads return one row per
+    sequence in that order.
+    """
 
     def __init__(self, config: BeaconConfig, add_pooling_layer: bool = True):
         super().__init__(config)
@@ -414,17 +720,30 @@ class BeaconModel(BeaconPreTrainedModel):
     ) -> BaseModelOutputWithPooling:
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
-        if position_ids is not None and self.alibi is not None:
-            raise ValueError("`position_ids` are not used by ALiBi models (position_embedding_type='alibi').")
+        if self.alibi is None and position_ids is not None and (position_ids[:, 1:] == 0).any():
+            raise ValueError(
+                "position_ids restart at 0 inside a row, i.e. packed sequences, but packing needs an ALiBi model "
+                "(position_embedding_type='alibi'): this model would attend across the packed sequences."
+            )
         embedding_output = self.embeddings(
             input_ids=input_ids,
             token_type_ids=token_type_ids,
-            position_ids=position_ids,
+            position_ids=position_ids if self.alibi is None else None,
             inputs_embeds=inputs_embeds,
         )
-        mask, position_bias = _attention_inputs(self.config, self.alibi, embedding_output, attention_mask)
-        sequence_output = self.encoder(embedding_output, mask, position_bias=position_bias, **kwargs)
-        pooled_output = self.pooler(sequence_output) if self.pooler is not None else None
+        mask, attention_kwargs = _attention_inputs(
+            self.config, self.alibi, embedding_output, attention_mask, position_ids
+        )
+        sequence_output = self.encoder(embedding_output, mask, **attention_kwargs, **kwargs)
+        pooled_output = None
+        if self.pooler is not None:
+            first_tokens = sequence_output
+            if position_ids is not None and self.alibi is not None:
+                sequence_ids = attention_sequence_ids(
+                    attention_mask, position_ids, sequence_output.shape[:2], sequence_output.device
+                )
+                first_tokens = split_sequences(sequence_output, sequence_ids)[0]
+            pooled_output = self.pooler(first_tokens)
         return BaseModelOutputWithPooling(last_hidden_state=sequence_output, pooler_output=pooled_output)
 
 
@@ -585,6 +904,16 @@ class BeaconForSequenceClassification(BeaconPreTrainedModel):
         )
 
 
+def _sequence_rows(
+    model: BeaconModel, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, position_ids
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Token states and mask with one row per sequence: as given, unless the batch is packed (see [`BeaconModel`])."""
+    if position_ids is None or model.alibi is None:
+        return hidden_states, attention_mask
+    sequence_ids = attention_sequence_ids(attention_mask, position_ids, hidden_states.shape[:2], hidden_states.device)
+    return split_sequences(hidden_states, sequence_ids)
+
+
 def _drop_special_tokens(
     attention_mask: torch.Tensor | None, batch_size: int, seq_length: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -701,7 +1030,9 @@ class BeaconForTokenClassification(BeaconPreTrainedModel):
             return_dict=True,
             **kwargs,
         )
-        hidden_states = outputs.last_hidden_state
+        hidden_states, attention_mask = _sequence_rows(
+            self.beacon, outputs.last_hidden_state, attention_mask, position_ids
+        )
         batch_size, seq_length = hidden_states.shape[:2]
         index, valid = _drop_special_tokens(attention_mask, batch_size, seq_length, hidden_states.device)
         logits = self.classifier(self.dropout(_gather_positions(hidden_states, index)))
@@ -733,16 +1064,17 @@ class BeaconPairwiseResidualBlock(nn.Module):
         self.conv2 = nn.Conv2d(channels, channels, kernel_size=5, padding=2, bias=False)
         self.dropout = nn.Dropout(config.pairwise_dropout)
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden_states: torch.Tensor, pair_mask: torch.Tensor) -> torch.Tensor:
         residual = hidden_states
-        hidden_states = self.conv1(self.dropout(F.relu(self.norm1(hidden_states))))
-        hidden_states = self.conv2(self.dropout(F.relu(self.norm2(hidden_states))))
+        hidden_states = self.conv1(self.dropout(F.relu(self.norm1(hidden_states))) * pair_mask)
+        hidden_states = self.conv2(self.dropout(F.relu(self.norm2(hidden_states))) * pair_mask)
         return hidden_states + residual
 
 
 class BeaconPairwiseHead(nn.Module):
     """BEACON's pair predictor: the outer product h_i * h_j of token states (hidden_size channels per pair),
-    a 3x3 input convolution, `pairwise_num_blocks` residual blocks, then LN, ReLU and a linear map to one logit."""
+    a 3x3 input convolution, `pairwise_num_blocks` residual blocks, then LN, ReLU and a linear map to one logit.
+    Every convolution sees zeros outside the sequence, so a sequence gets the same map alone or in a padded batch."""
 
     def __init__(self, config: BeaconConfig):
         super().__init__()
@@ -751,11 +1083,12 @@ class BeaconPairwiseHead(nn.Module):
         self.norm = BeaconPairwiseLayerNorm(config.pairwise_channels)
         self.output = nn.Linear(config.pairwise_channels, 1)
 
-    def forward(self, token_states: torch.Tensor) -> torch.Tensor:
+    def forward(self, token_states: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        pair_mask = (valid[:, None, :, None] & valid[:, None, None, :]).to(token_states.dtype)
         pair_features = torch.einsum("bih,bjh->bhij", token_states, token_states)
-        hidden_states = self.input_conv(pair_features)
+        hidden_states = self.input_conv(pair_features * pair_mask)
         for block in self.blocks:
-            hidden_states = block(hidden_states)
+            hidden_states = block(hidden_states, pair_mask)
         hidden_states = F.relu(self.norm(hidden_states))
         logits = self.output(hidden_states.permute(0, 2, 3, 1)).squeeze(-1)
         # Pairing, contact and distance are symmetric relations; the convolutions are not.
@@ -807,10 +1140,12 @@ class BeaconForPairwisePrediction(BeaconPreTrainedModel):
             return_dict=True,
             **kwargs,
         )
-        hidden_states = outputs.last_hidden_state
+        hidden_states, attention_mask = _sequence_rows(
+            self.beacon, outputs.last_hidden_state, attention_mask, position_ids
+        )
         batch_size, seq_length = hidden_states.shape[:2]
         index, valid = _drop_special_tokens(attention_mask, batch_size, seq_length, hidden_states.device)
-        logits = self.classifier(_gather_positions(hidden_states, index))
+        logits = self.classifier(_gather_positions(hidden_states, index), valid)
         loss = None
         if labels is not None:
             _check_labels(labels, "pair labels, shape (batch, L_nt, L_nt), -1 where there is none", (logits.shape,))
