@@ -27,6 +27,7 @@ from .data.augment import Compose, PointMutation, RandomMasking, RandomShift, Re
 from .data.collator_randommask import DataCollatorForRandomMask, RandomMaskSchedule
 from .data.beacon import BEACON_TASKS, BeaconTask, get_task
 from .data.collator_beacon import DataCollatorForBeacon, encode_beacon_batch
+from .data.collator_packing import DataCollatorForPacking
 from .data.hub_dataset import beacon_features, HubConfig, write_hub_dataset
 from .data.imbalance import long_tailed_indices
 from .data.structure import (
@@ -103,6 +104,7 @@ __all__ = [
     "get_task",
     "DataCollatorForBeacon",
     "encode_beacon_batch",
+    "DataCollatorForPacking",
     "beacon_features",
     "HubConfig",
     "write_hub_dataset",

@@ -7,6 +7,7 @@ import pytest
 
 MODULES = [
     "hf_genomics.corpus",
+    "hf_genomics.data.collator_packing",
     "hf_genomics.data.collator_randommask",
     "hf_genomics.io.fasta",
     "hf_genomics.models.baselines.configuration_baselines",
