@@ -1,7 +1,6 @@
 """DataCollatorForPacking: packed rows against a plain Python packing, labels packed or reordered, RandomMask's masks
 kept, clear errors, and BEACON-B heads giving on a packed batch what they give on the padded one."""
 
-import doctest
 import gzip
 
 import pytest
@@ -19,7 +18,6 @@ from hf_genomics import (
     KmerTokenizer,
     NucleotideTokenizer,
 )
-from hf_genomics.data import collator_packing
 from hf_genomics.data.collator_beacon import encode_beacon_batch
 from hf_genomics.io.fasta import read_fasta
 
@@ -333,11 +331,6 @@ def test_clear_errors(ncrna, tokenizer, lambda_sequences):
     ]:
         with pytest.raises(ValueError, match=message):
             DataCollatorForPacking(returning(**extra), pad_token_id=0)(small)
-
-
-def test_docstring_example():
-    result = doctest.testmod(collator_packing, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0
 
 
 # ---------------------------------------------------------------- the model on packed batches
