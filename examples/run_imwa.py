@@ -13,9 +13,10 @@ weight averaging) make the same optimizer steps on the same batches, so their co
 the K replicas makes 1/K of the steps; ``imwa_kx`` and ``mwa_kx`` give every replica as many steps as the
 plain run (K x the compute: the paper's "same cost as vanilla MWA" setting).
 Default model: the BEACON CNN baseline on `NucleotideTokenizer` ids; ``--model beacon`` uses a tiny BEACON-B.
-Each run's model (and EMA) is saved as a Hub-ready folder under ``output_dir``. With ``--save_steps N`` every run
-checkpoints every N steps; ``--resume_from_checkpoint True`` then continues each run from the newest checkpoint in
-its folder (mid-episode, exactly) and reuses the metrics of runs that had finished.
+Training runs on the device ``TrainingArguments`` picks (``--use_cpu`` forces the CPU; ``--bf16``/``--fp16`` for
+mixed precision). Each run's model (and EMA) is saved as a Hub-ready folder under ``output_dir``. With
+``--save_steps N`` every run checkpoints every N steps; ``--resume_from_checkpoint True`` then continues each run
+from the newest checkpoint in its folder (mid-episode, exactly) and reuses the metrics of runs that had finished.
 """
 
 import json
@@ -71,6 +72,9 @@ class IMWAExampleArguments:
     ema_decay: float = field(default=0.99, metadata={"help": "EMA decay per replica step."})
     runs: str = field(default="plain,imwa", metadata={"help": "Comma-separated: plain, imwa, mwa, imwa_kx, mwa_kx."})
     threads: int = field(default=1, metadata={"help": "torch threads (the machine may be shared)."})
+    use_cpu: bool = field(default=False, metadata={"help": "Train on the CPU even if a GPU is available."})
+    bf16: bool = field(default=False, metadata={"help": "bfloat16 mixed precision (as TrainingArguments' --bf16)."})
+    fp16: bool = field(default=False, metadata={"help": "float16 mixed precision with loss scaling (GPU only)."})
     save_steps: int = field(default=0, metadata={"help": "Checkpoint every run every this many steps (0: never)."})
     resume_from_checkpoint: str | None = field(
         default=None,
@@ -120,8 +124,9 @@ def run(args, name, train, test, num_labels, tokenizer, seed, imwa_settings, com
     training_args = TrainingArguments(
         output_dir=str(output_dir), max_steps=steps, per_device_train_batch_size=args.batch_size,
         per_device_eval_batch_size=128, learning_rate=args.learning_rate, lr_scheduler_type="cosine",
-        weight_decay=0.01, logging_steps=max(steps // 10, 1), report_to=[], use_cpu=True, seed=seed,
+        weight_decay=0.01, logging_steps=max(steps // 10, 1), report_to=[], seed=seed,
         save_strategy="steps" if args.save_steps else "no", save_steps=args.save_steps or 500,
+        use_cpu=args.use_cpu, bf16=args.bf16, fp16=args.fp16,
     )
     trainer = Trainer(model=build_model(args, num_labels, tokenizer), args=training_args, train_dataset=train,
                       data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,

@@ -157,7 +157,7 @@ def heldout_loss(model, dataset, tokenizer, data_args: DataArguments, batch_size
         batch = {key: value.to(model.device) for key, value in batch.items()}
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         losses = torch.nn.functional.cross_entropy(
-            logits.flatten(0, 1), batch["labels"].flatten(), ignore_index=-100, reduction="sum"
+            logits.float().flatten(0, 1), batch["labels"].flatten(), ignore_index=-100, reduction="sum"
         )
         total, count = total + losses.item(), count + int((batch["labels"] != -100).sum())
     model.train(was_training)
@@ -278,7 +278,10 @@ def main(argv: list[str] | None = None) -> dict:
     recorder = BatchRecorder(model) if data_args.debug_rank_dump else None
 
     def score():
-        return heldout_loss(model, eval_dataset, tokenizer, data_args, training_args.per_device_eval_batch_size, 1234)
+        # In the run's precision both times: accelerate autocasts model.forward (--bf16/--fp16) only from train() on.
+        with trainer.accelerator.autocast():
+            return heldout_loss(model, eval_dataset, tokenizer, data_args, training_args.per_device_eval_batch_size,
+                                1234)
 
     results = {"heldout_loss_before": score()}
     check_checkpoint_fits(trainer, checkpoint)

@@ -7,9 +7,17 @@ EMA option of :class:`IMWACallback`.
 from __future__ import annotations
 
 import copy
+import itertools
 
 import torch
 from torch import nn
+
+
+def module_device(module: nn.Module) -> torch.device | None:
+    """The one device that holds all of ``module``'s parameters and buffers; ``None`` if they are spread over
+    several (a ``device_map`` model) or there are none."""
+    devices = {tensor.device for tensor in itertools.chain(module.parameters(), module.buffers())}
+    return devices.pop() if len(devices) == 1 else None
 
 
 class ModelEMA:
@@ -17,6 +25,12 @@ class ModelEMA:
 
     ``update(model, momentum)`` sets ``ema = momentum * ema + (1 - momentum) * current`` for every
     parameter and floating-point buffer; integer buffers (counters, ids) are copied.
+
+    The copy keeps float32 (or wider) master weights even when ``model`` holds bfloat16/float16 ones: with a
+    momentum near 1 the update ``(1 - momentum) * (current - ema)`` is below half-precision resolution and a
+    half-precision EMA would not move. Mixed precision (``TrainingArguments(bf16=True)``) autocasts
+    computations, never these weights. Before each update the copy moves to ``model``'s device if ``model``
+    sits on one device (e.g. it was placed after the copy was made).
 
     >>> import torch
     >>> net = torch.nn.Linear(1, 1, bias=False)
@@ -32,16 +46,22 @@ class ModelEMA:
         self.module = copy.deepcopy(model)
         self.module.eval()
         self.module.requires_grad_(False)
+        for tensor in itertools.chain(self.module.parameters(), self.module.buffers()):
+            if tensor.is_floating_point() and torch.finfo(tensor.dtype).bits < 32:
+                tensor.data = tensor.data.float()
 
     @torch.no_grad()
     def update(self, model: nn.Module, momentum: float) -> None:
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"EMA momentum must be in [0, 1], got {momentum}.")
+        device = module_device(model)
+        if device is not None:
+            self.module.to(device)
         current = model.state_dict()
         for name, ema_value in self.module.state_dict().items():
-            value = current[name].detach()
+            value = current[name].detach().to(device=ema_value.device, dtype=ema_value.dtype)
             if ema_value.is_floating_point():
-                ema_value.lerp_(value.to(ema_value.dtype), 1.0 - momentum)
+                ema_value.lerp_(value, 1.0 - momentum)
             else:
                 ema_value.copy_(value)
 

@@ -122,7 +122,8 @@ class LayerMatchTrainer(EMATeacherTrainer):
 
       * ``grad_relu``: the unlabeled loss trains the feature extractor but not the linear classifier.
         The strong-view logits are recomputed from the classifier's input features with the
-        classifier's weight and bias detached, so ``classifier`` gets gradient from ``L_s`` only, in
+        classifier's weight and bias detached (by a forward hook, inside the model's forward and so
+        inside its mixed-precision autocast), so ``classifier`` gets gradient from ``L_s`` only, in
         the same single backward pass. For a multi-layer head the last ``nn.Linear`` of
         ``classifier`` is "the linear classifier" (:func:`linear_classifier`).
       * ``avg_clustering``: pseudo-labels come from an average of consistent outputs. The paper's
@@ -330,7 +331,7 @@ class LayerMatchTrainer(EMATeacherTrainer):
         if labels is None:
             raise ValueError("The labeled batch has no `labels`.")
         if unlabeled is None:
-            loss_supervised = F.cross_entropy(model(**labeled).logits, labels)
+            loss_supervised = F.cross_entropy(model(**labeled).logits.float(), labels)
             self._record(loss_supervised)
             return SemiSupervisedLosses(loss_supervised)
 
@@ -342,14 +343,13 @@ class LayerMatchTrainer(EMATeacherTrainer):
         num_labeled, num_unlabeled = labels.shape[0], unlabeled["input_ids"].shape[0]
         joined = self._join_batches(model, [labeled, weak, strong], keys=list(labeled))
 
-        with self._capture_classifier_input(model) as features:
+        with self._grad_relu_logits(model, start=num_labeled + num_unlabeled) as detached_logits:
             logits = model(**joined).logits
         logits_labeled, logits_weak, logits_strong = logits.split([num_labeled, num_unlabeled, num_unlabeled])
         if self.grad_relu:
-            linear = linear_classifier(self.accelerator.unwrap_model(model))
-            features_strong = features[0][num_labeled + num_unlabeled :]
-            bias = linear.bias.detach() if linear.bias is not None else None
-            logits_strong = F.linear(features_strong, linear.weight.detach(), bias)
+            logits_strong = detached_logits[0]
+        # Under mixed precision the logits may be bfloat16/float16: take the losses in float32.
+        logits_labeled, logits_strong = logits_labeled.float(), logits_strong.float()
 
         with torch.no_grad():
             probs = self.pseudo_label_distribution(logits_weak.detach(), weak, index)
@@ -371,7 +371,9 @@ class LayerMatchTrainer(EMATeacherTrainer):
         if self.avg_clustering_source == "ema_teacher":
             teacher = self.teacher.module.to(probs.device)
             teacher_inputs = {k: v for k, v in weak.items() if k != "labels"}
-            return (probs + teacher(**teacher_inputs).logits.float().softmax(dim=-1)) / 2
+            with self.teacher_autocast():
+                teacher_logits = teacher(**teacher_inputs).logits
+            return (probs + teacher_logits.float().softmax(dim=-1)) / 2
         if index is None:
             raise ValueError("avg_clustering_source='prediction_ema' needs an `unlabeled_index` in the batch.")
         return self._average_with_prediction_ema(probs, index)
@@ -390,20 +392,27 @@ class LayerMatchTrainer(EMATeacherTrainer):
         return averaged
 
     @contextlib.contextmanager
-    def _capture_classifier_input(self, model: nn.Module):
-        """Collects the input of the linear classifier during a forward pass when Grad-ReLU needs it."""
-        captured: list[torch.Tensor] = []
+    def _grad_relu_logits(self, model: nn.Module, start: int):
+        """Grad-ReLU's logits of rows ``start:``: the linear classifier applied to its input with its weight and
+        bias detached. A forward hook computes them inside the model's forward, so they get the same dtype and
+        autocast region as the classifier's own output (accelerate autocasts only ``model.forward``)."""
+        computed: list[torch.Tensor] = []
         if not self.grad_relu:
-            yield captured
+            yield computed
             return
         linear = linear_classifier(self.accelerator.unwrap_model(model))
-        handle = linear.register_forward_hook(lambda module, inputs, output: captured.append(inputs[0]))
+
+        def hook(module, inputs, output):
+            bias = module.bias.detach() if module.bias is not None else None
+            computed.append(F.linear(inputs[0][start:], module.weight.detach(), bias))
+
+        handle = linear.register_forward_hook(hook)
         try:
-            yield captured
+            yield computed
         finally:
             handle.remove()
-        if len(captured) != 1:
-            raise ValueError(f"Expected one call of the linear classifier per forward pass, saw {len(captured)}.")
+        if len(computed) != 1:
+            raise ValueError(f"Expected one call of the linear classifier per forward pass, saw {len(computed)}.")
 
     def _join_batches(self, model: nn.Module, batches: list[dict], keys: list[str]) -> dict[str, torch.Tensor]:
         """Concatenates batches along the batch axis, right-padding to the longest sequence."""

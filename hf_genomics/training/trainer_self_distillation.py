@@ -13,6 +13,7 @@ from torch import nn
 from transformers.utils import ModelOutput
 
 from ..data.augment import Compose, PointMutation, RandomMasking, RandomShift, ReverseComplement
+from .ema import module_device
 from .trainer_teacher import EMATeacherTrainer, cosine_momentum
 
 logger = logging.getLogger(__name__)
@@ -107,6 +108,11 @@ class SelfDistillationModel(nn.Module):
             weights = (attention_mask if attention_mask is not None else torch.ones(hidden.shape[:2], device=hidden.device))
             weights = weights.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+        # A bfloat16 encoder may carry a float32 head: the head computes in its own dtype (autocast, if active,
+        # still decides the matmul precision).
+        head_weight = next(self.head.parameters(), None)
+        if head_weight is not None and head_weight.is_floating_point():
+            pooled = pooled.to(head_weight.dtype)
         return SelfDistillationOutput(loss=outputs.loss, logits=outputs.logits, projection=self.head(pooled))
 
     def save_pretrained(self, *args, **kwargs):
@@ -180,9 +186,12 @@ class SelfDistillationTrainer(EMATeacherTrainer):
         if hidden_size is None:
             raise ValueError("The model needs `config.hidden_size` (a transformers masked-LM model).")
         if projection_head is None:
-            projection_head = DINOProjectionHead(hidden_size, projection_dim)
+            # float32 like any fresh module, whatever the encoder's dtype; on the encoder's device.
+            projection_head = DINOProjectionHead(hidden_size, projection_dim).to(module_device(model) or "cpu")
+        head_weight = next(projection_head.parameters())
         with torch.no_grad():
-            out_dim = projection_head(torch.zeros(1, hidden_size, device=next(projection_head.parameters()).device)).shape[-1]
+            probe = torch.zeros(1, hidden_size, device=head_weight.device, dtype=head_weight.dtype)
+            out_dim = projection_head(probe).shape[-1]
         super().__init__(SelfDistillationModel(model, projection_head, pooling), args, teacher_momentum_base=teacher_momentum_base, **kwargs)
         if student_augment is None or teacher_augment is None:
             if self.processing_class is None:
@@ -259,13 +268,14 @@ class SelfDistillationTrainer(EMATeacherTrainer):
 
         student_outputs = model(**student_view)
         teacher = self.teacher.module.to(student_outputs.projection.device)
-        with torch.no_grad():
-            teacher_projection = teacher(**teacher_view).projection.float()
+        with torch.no_grad(), self.teacher_autocast():
+            teacher_projection = teacher(**teacher_view).projection
+        teacher_projection = teacher_projection.float()
         teacher_probs = teacher_probabilities(teacher_projection, self.center, self.teacher_temperature)
         distillation_loss = distillation_cross_entropy(
             teacher_probs, student_outputs.projection.float(), self.student_temperature
         )
-        loss = student_outputs.loss + self.distillation_weight * distillation_loss
+        loss = student_outputs.loss.float() + self.distillation_weight * distillation_loss
         if training:
             self.update_center(teacher_projection)
             self._record(

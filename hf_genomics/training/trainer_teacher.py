@@ -38,8 +38,9 @@ class EMATeacherTrainer(Trainer):
     ``teacher_momentum(step, max_steps)`` (constant ``teacher_momentum_base`` unless a subclass
     overrides it). The teacher, plus any tensors returned by :meth:`extra_teacher_state`, is saved
     in every checkpoint as ``teacher_state.safetensors`` and restored by ``resume_from_checkpoint``.
-    The teacher never receives gradients. A `processing_class` whose vocabulary or special ids disagree with the
-    model's config is refused unless `allow_tokenizer_mismatch=True`.
+    The teacher never receives gradients; it keeps float32 weights on the student's device (:class:`ModelEMA`)
+    and subclasses run its forward passes under :meth:`teacher_autocast`. A `processing_class` whose vocabulary
+    or special ids disagree with the model's config is refused unless `allow_tokenizer_mismatch=True`.
     """
 
     def __init__(self, *args, teacher_momentum_base: float = 0.996, allow_tokenizer_mismatch: bool = False,
@@ -56,8 +57,16 @@ class EMATeacherTrainer(Trainer):
 
     def update_teacher(self, step: int, max_steps: int) -> None:
         self.last_teacher_momentum = self.teacher_momentum(step, max_steps)
-        self.teacher.module.to(self.args.device)
+        # ModelEMA follows the student's device (DeepSpeed/FSDP place the model after the teacher was copied).
         self.teacher.update(self.accelerator.unwrap_model(self.model), self.last_teacher_momentum)
+
+    def teacher_autocast(self):
+        """The mixed-precision context the Trainer's model forward runs in (``bf16``/``fp16``; a no-op otherwise).
+
+        transformers 5 leaves autocast to accelerate, which wraps only ``model.forward``
+        (``Trainer.autocast_smart_context_manager`` is a ``nullcontext``): the teacher, a separate module, needs
+        it explicitly to run in the same precision as the student."""
+        return self.accelerator.autocast()
 
     def extra_teacher_state(self) -> dict[str, nn.Module | torch.Tensor]:
         """Modules or tensors saved and restored with the teacher (e.g. a centre). Override to add."""
