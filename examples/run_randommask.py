@@ -34,6 +34,7 @@ from transformers import HfArgumentParser, Trainer, TrainingArguments
 from hf_genomics import (
     BeaconConfig,
     BeaconForMaskedLM,
+    DataCollatorForPacking,
     DataCollatorForRandomMask,
     KmerTokenizer,
     NucleotideTokenizer,
@@ -87,6 +88,10 @@ class DataArguments:
         default=None, metadata={"help": "Relative phase lengths (default equal)."}
     )
     sample_boundary: bool = field(default=False, metadata={"help": "Draw m per centre uniformly up to the phase's m."})
+    pack_sequences: bool = field(
+        default=False,
+        metadata={"help": "Pack each batch's chunks into one row without padding (DataCollatorForPacking; ALiBi only)."},
+    )
     debug_rank_dump: str | None = field(
         default=None,
         metadata={"help": "Folder for per-rank JSON: hashes of the batches seen and of the final weights."},
@@ -241,6 +246,8 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             eval_dataset = eval_dataset.select(range(min(data_args.max_eval_samples, len(eval_dataset))))
 
+    if data_args.pack_sequences and model_args.position_embedding_type != "alibi":
+        raise ValueError("--pack_sequences needs --position_embedding_type alibi (packed rows rely on ALiBi).")
     config = BeaconConfig(
         vocab_size=len(tokenizer),
         pad_token_id=tokenizer.pad_token_id,
@@ -270,7 +277,7 @@ def main(argv: list[str] | None = None) -> dict:
         args=training_args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
-        data_collator=collator,
+        data_collator=DataCollatorForPacking(collator) if data_args.pack_sequences else collator,
         processing_class=tokenizer,
     )
     # First, so reporting integrations (report_to) also record the masking metrics.

@@ -122,3 +122,22 @@ def test_hub_folder_loads_offline_and_feeds_the_streaming_example(tmp_path, data
     assert results["masking_log"][-1]["randommask_boundary"] == 9
     assert json.loads((output / "randommask_results.json").read_text())["schedule"]["boundaries"] == [3, 5, 7, 9, 11]
     assert (output / "model.safetensors").is_file() and "randommask" in (output / "README.md").read_text()
+
+
+def test_packed_pretraining_masks_and_learns_like_the_padded_run(tmp_path, data_dir):
+    """--pack_sequences: the same RandomMask batches in packed rows (the collator's phases and statistics are those of
+    the padded run) and nearly the same loss; only dropout draws differ."""
+    common = [
+        "--train_file", str(data_dir / "lambda_phage" / "lambda_virus.fa.gz"), "--k", "3", "--hidden_size", "32",
+        "--num_attention_heads", "2", "--intermediate_size", "64", "--max_steps", "4", "--logging_steps", "2",
+        "--per_device_train_batch_size", "8", "--max_length", "64", "--max_eval_samples", "16", "--disable_tqdm",
+        "true", "--use_cpu",
+    ]  # fmt: skip
+    padded = run_randommask.main([*common, "--output_dir", str(tmp_path / "padded")])
+    packed = run_randommask.main([*common, "--output_dir", str(tmp_path / "packed"), "--pack_sequences"])
+    assert packed["masking_log"] == padded["masking_log"] and len(packed["masking_log"]) == 2
+    assert packed["heldout_loss_before"] == pytest.approx(padded["heldout_loss_before"], rel=1e-6)
+    assert packed["train_loss"] == pytest.approx(padded["train_loss"], rel=0.03)
+    with pytest.raises(ValueError, match="--pack_sequences needs --position_embedding_type alibi"):
+        run_randommask.main([*common, "--output_dir", str(tmp_path / "abs"), "--pack_sequences",
+                             "--position_embedding_type", "absolute"])
