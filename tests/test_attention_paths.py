@@ -151,8 +151,8 @@ def test_blocked_plan_visits_only_keys_of_the_block_sequences_and_alibi_window(s
 
 
 def test_blocked_path_never_builds_a_bias_larger_than_its_budget(monkeypatch):
-    """A 2,048-token forward on the blocked path: no attention mask above the block budget, where the dense path
-    would build (1, H, L, L) = 16.8M elements."""
+    """A 2,048-token forward on the blocked path with a budget of 2^20: no attention mask above it, where the dense
+    path would build (1, H, L, L) = 16.8M elements."""
     shapes, sdpa = [], F.scaled_dot_product_attention
 
     def recording_sdpa(query, key, value, attn_mask=None, **kwargs):
@@ -160,6 +160,7 @@ def test_blocked_path_never_builds_a_bias_larger_than_its_budget(monkeypatch):
         return sdpa(query, key, value, attn_mask=attn_mask, **kwargs)
 
     monkeypatch.setattr(F, "scaled_dot_product_attention", recording_sdpa)
+    monkeypatch.setattr(modeling, "BLOCKED_ATTENTION_BIAS_ELEMENTS", 2**20)
     model = BeaconForMaskedLM(tiny_config(num_hidden_layers=1, attn_implementation="alibi_blocked")).eval()
     with torch.no_grad():
         model(input_ids=torch.randint(4, 8, (1, 2048)))
@@ -176,7 +177,9 @@ def test_automatic_choice_by_device_and_size(monkeypatch):
     assert resolve_attention_implementation(config, cpu, 8, 512, None) == "sdpa"
     sequence_ids = torch.zeros(8, 4096, dtype=torch.int32)
     assert resolve_attention_implementation(config, cpu, 8, 4096, sequence_ids) == "alibi_blocked"
-    assert resolve_attention_implementation(config, cpu, 1, 4096, None) == "alibi_blocked"
+    with torch.no_grad():  # inference: dense while the bias has <= 2^25 elements; 4 x 4096^2 = 2^26
+        assert resolve_attention_implementation(config, cpu, 1, 4096, None) == "alibi_blocked"
+    assert resolve_attention_implementation(config, cpu, 1, 4096, None) == "sdpa"  # training: up to 2^26
     config._attn_implementation = "flex_attention"  # transformers' flex would give every head the bias of head 0
     assert resolve_attention_implementation(config, cpu, 1, 64, None) == "alibi_flex"
     config._attn_implementation = "sdpa"

@@ -4,6 +4,7 @@ This file imports only torch and transformers (plus the configuration next to it
 with `trust_remote_code=True` on machines without `hf_genomics`.
 """
 
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -172,12 +173,14 @@ def eager_attention_forward(
     return attn_output, attn_weights
 
 
-# Query blocks of the blocked path hold at most this many bias elements (batch x heads x queries x keys): 16 MiB of
-# float32, a small fraction of a 16k-token forward.
-BLOCKED_ATTENTION_BIAS_ELEMENTS = 2**22
+# Query blocks of the blocked path span at most this many (batch x heads x queries x keys) scores: 64 MiB of float32
+# where they are materialised (a sequence mask, or sdpa's math kernel in training).
+BLOCKED_ATTENTION_BIAS_ELEMENTS = 2**24
 # The automatic choice on CPU: the dense-bias sdpa path while its (B or 1, H, L, L) bias stays under this many
-# elements (128 MiB of float32), the blocked path above.
+# elements (128 MiB of float32; in training 256 MiB, where every layer keeps (B, H, L, L) attention weights for
+# backward anyway and the blocked path recomputes its blocks), the blocked path above.
 DENSE_ALIBI_BIAS_MAX_ELEMENTS = 2**25
+DENSE_ALIBI_BIAS_MAX_ELEMENTS_TRAINING = 2**26
 
 
 def sequence_extents(sequence_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -215,16 +218,28 @@ def blocked_attention_plan(
     return tuple(zip(starts, ends, key_starts, key_ends))
 
 
-def _attention_block(query, key, value, block, slopes, sequence_ids, scaling, dropout):
+def _attention_block(query, reversed_key, reversed_value, block, slopes, sequence_ids, scaling, dropout):
+    """Attention of one query block over its key range, given with the keys in reverse order: the ALiBi bias of
+    query i and (reversed) key j then depends on i + j only, a `(H, queries, keys)` view of one
+    `(H, queries + keys - 1)` vector, never materialised unless a sequence mask has to be applied."""
     query_start, query_end, key_start, key_end = block
+    num_queries, num_keys = query_end - query_start, key_end - key_start
     mask = None
     if slopes is not None:
-        mask = alibi_bias(slopes, query_start, query_end, key_start, key_end).to(query.dtype).unsqueeze(0)
+        # Query i and reversed key j are |centre - (i + j)| apart.
+        centre = key_end - 1 - query_start
+        diagonal = alibi_bias(slopes, centre, centre + 1, 0, num_queries + num_keys - 1)[:, 0].to(query.dtype)
+        heads = diagonal.shape[0]
+        mask = diagonal.as_strided((1, heads, num_queries, num_keys), (0, diagonal.stride(0), 1, 1))
     if sequence_ids is not None:
-        same = sequence_ids[:, query_start:query_end, None] == sequence_ids[:, None, key_start:key_end]
+        length = sequence_ids.shape[1]
+        keys = sequence_ids.flip(1)[:, length - key_end : length - key_start]
+        same = sequence_ids[:, query_start:query_end, None] == keys[:, None, :]
         mask = torch.zeros((), dtype=query.dtype, device=query.device) if mask is None else mask
         mask = mask.masked_fill(~same.unsqueeze(1), torch.finfo(query.dtype).min)
-    return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling)
+    return F.scaled_dot_product_attention(
+        query, reversed_key, reversed_value, attn_mask=mask, dropout_p=dropout, scale=scaling
+    )
 
 
 def alibi_blocked_attention_forward(
@@ -246,10 +261,13 @@ def alibi_blocked_attention_forward(
     padding and packing as `sequence_ids`."""
     blocks = attention_blocks or blocked_attention_plan(query.shape[1], query.shape[2], alibi_slopes, sequence_ids)
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value))
+    length = key.shape[2]
+    reversed_key, reversed_value = key.flip(2), value.flip(2)
     outputs = []
     for block in blocks:
         query_start, query_end, key_start, key_end = block
-        inputs = (query[:, :, query_start:query_end], key[:, :, key_start:key_end], value[:, :, key_start:key_end])
+        keys = slice(length - key_end, length - key_start)
+        inputs = (query[:, :, query_start:query_end], reversed_key[:, :, keys], reversed_value[:, :, keys])
         arguments = (block, alibi_slopes, sequence_ids, scaling, dropout)
         if needs_grad:
             outputs.append(checkpoint(_attention_block, *inputs, *arguments, use_reentrant=False))
@@ -261,6 +279,9 @@ def alibi_blocked_attention_forward(
 # Flex attention compiles per shape: lengths are padded up to a power of two (at least one 128-token block) so that
 # a run with varying lengths compiles a handful of kernels; the padded blocks are empty in the block mask.
 FLEX_MIN_LENGTH = 128
+# Shapes x dtypes x grad modes of one run easily exceed dynamo's default of 8 compiled versions per function, after
+# which it would silently run flex attention un-compiled (materialising every score).
+FLEX_RECOMPILE_LIMIT = 64
 _compiled_flex_attention = None
 
 
@@ -351,9 +372,10 @@ def alibi_flex_attention_forward(
         attention, options = _compiled_flex_attention, flex_kernel_options(query.shape[-1], query.dtype)
     else:
         attention, options = flex_attention, None
-    output = attention(
-        query, key, value, score_mod=score_mod, block_mask=block_mask, scale=scaling, kernel_options=options
-    )
+    with torch._dynamo.config.patch(recompile_limit=FLEX_RECOMPILE_LIMIT) if on_cuda else contextlib.nullcontext():
+        output = attention(
+            query, key, value, score_mod=score_mod, block_mask=block_mask, scale=scaling, kernel_options=options
+        )
     return output[:, :, :length].transpose(1, 2).contiguous(), None
 
 
@@ -622,7 +644,8 @@ def resolve_attention_implementation(
     if device.type == "cuda":
         return "alibi_flex"
     rows = 1 if sequence_ids is None else batch_size
-    if rows * config.num_attention_heads * length * length <= DENSE_ALIBI_BIAS_MAX_ELEMENTS:
+    limit = DENSE_ALIBI_BIAS_MAX_ELEMENTS_TRAINING if torch.is_grad_enabled() else DENSE_ALIBI_BIAS_MAX_ELEMENTS
+    if rows * config.num_attention_heads * length * length <= limit:
         return "sdpa"
     return "alibi_blocked"
 
