@@ -605,7 +605,9 @@ def attention_sequence_ids(
                 f"and 0 on padding; got shape {tuple(attention_mask.shape)}."
             )
         padding = attention_mask.to(device) == 0
-        if not padding.any():
+        # Dropping an all-ones mask saves the CPU paths a (B, H, L, L) bias; on CUDA the check would cost a host sync
+        # per forward, and the flex path masks anyway.
+        if device.type != "cuda" and not padding.any():
             padding = None
     if position_ids is None:
         return None if padding is None else -padding.int()
