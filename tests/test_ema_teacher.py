@@ -36,6 +36,26 @@ def test_model_ema_matches_hand_computation():
         ema.update(net, momentum=1.5)
 
 
+def test_model_ema_moves_tied_weights_once():
+    """A masked-LM head tied to the input embeddings (and its bias): at momentum 0.5 every weight moves exactly half
+    way, tied ones included (updated once per name, they moved 3/4: momentum m^2)."""
+    from hf_genomics import BeaconConfig, BeaconForMaskedLM
+
+    torch.manual_seed(0)
+    model = BeaconForMaskedLM(BeaconConfig(num_hidden_layers=1, hidden_size=16, num_attention_heads=2,
+                                           intermediate_size=32))
+    assert model.cls.predictions.decoder.weight is model.beacon.embeddings.word_embeddings.weight
+    ema = ModelEMA(model)
+    start = {name: value.clone() for name, value in ema.state_dict().items()}
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(1.0)
+    ema.update(model, momentum=0.5)
+    for name, value in ema.state_dict().items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, start[name] + 0.5, rtol=0, atol=1e-6, msg=name)
+
+
 def test_cosine_momentum_endpoints():
     assert cosine_momentum(0, 100, 0.996) == pytest.approx(0.996)
     assert cosine_momentum(100, 100, 0.996) == pytest.approx(1.0)

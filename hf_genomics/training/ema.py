@@ -24,7 +24,7 @@ class ModelEMA:
     """A frozen copy of ``model`` whose floating-point state follows ``model`` by EMA.
 
     ``update(model, momentum)`` sets ``ema = momentum * ema + (1 - momentum) * current`` for every
-    parameter and floating-point buffer; integer buffers (counters, ids) are copied.
+    parameter and floating-point buffer, tied weights once; integer buffers (counters, ids) are copied.
 
     The copy keeps float32 (or wider) master weights even when ``model`` holds bfloat16/float16 ones: with a
     momentum near 1 the update ``(1 - momentum) * (current - ema)`` is below half-precision resolution and a
@@ -58,7 +58,13 @@ class ModelEMA:
         if device is not None:
             self.module.to(device)
         current = model.state_dict()
+        updated = set()
         for name, ema_value in self.module.state_dict().items():
+            # Tied weights (an MLM decoder and the input embeddings) appear under several names: update them once,
+            # or their momentum would be m^2.
+            if ema_value.numel() and ema_value.data_ptr() in updated:
+                continue
+            updated.add(ema_value.data_ptr())
             value = current[name].detach().to(device=ema_value.device, dtype=ema_value.dtype)
             if ema_value.is_floating_point():
                 ema_value.lerp_(value, 1.0 - momentum)
