@@ -63,7 +63,8 @@ def run_path(path, query, key, value, attention_mask, position_ids, config_overr
     config._attn_implementation = path
     alibi = BeaconAlibiBias(HEADS)
     embedding_output = torch.zeros(*query.shape[:1], query.shape[2], HEADS * HEAD_DIM, dtype=query.dtype)
-    mask, kwargs = modeling._attention_inputs(config, alibi, embedding_output, attention_mask, position_ids)
+    sequence_ids = attention_sequence_ids(attention_mask, position_ids, attention_mask.shape, torch.device("cpu"))
+    mask, kwargs = modeling._attention_inputs(config, alibi, embedding_output, attention_mask, sequence_ids)
     attention = ALL_ATTENTION_FUNCTIONS.get_interface(kwargs.pop("attention_implementation"), None)
     attention = attention or modeling.eager_attention_forward
     module = nn.Module().eval()

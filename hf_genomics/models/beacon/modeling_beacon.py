@@ -218,7 +218,7 @@ def blocked_attention_plan(
     return tuple(zip(starts, ends, key_starts, key_ends))
 
 
-def _attention_block(query, reversed_key, reversed_value, block, slopes, sequence_ids, scaling, dropout):
+def _attention_block(query, reversed_key, reversed_value, block, slopes, sequence_ids, reversed_ids, scaling, dropout):
     """Attention of one query block over its key range, given with the keys in reverse order: the ALiBi bias of
     query i and (reversed) key j then depends on i + j only, a `(H, queries, keys)` view of one
     `(H, queries + keys - 1)` vector, never materialised unless a sequence mask has to be applied."""
@@ -233,7 +233,7 @@ def _attention_block(query, reversed_key, reversed_value, block, slopes, sequenc
         mask = diagonal.as_strided((1, heads, num_queries, num_keys), (0, diagonal.stride(0), 1, 1))
     if sequence_ids is not None:
         length = sequence_ids.shape[1]
-        keys = sequence_ids.flip(1)[:, length - key_end : length - key_start]
+        keys = reversed_ids[:, length - key_end : length - key_start]
         same = sequence_ids[:, query_start:query_end, None] == keys[:, None, :]
         mask = torch.zeros((), dtype=query.dtype, device=query.device) if mask is None else mask
         mask = mask.masked_fill(~same.unsqueeze(1), torch.finfo(query.dtype).min)
@@ -263,12 +263,13 @@ def alibi_blocked_attention_forward(
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value))
     length = key.shape[2]
     reversed_key, reversed_value = key.flip(2), value.flip(2)
+    reversed_ids = None if sequence_ids is None else sequence_ids.flip(1)
     outputs = []
     for block in blocks:
         query_start, query_end, key_start, key_end = block
         keys = slice(length - key_end, length - key_start)
         inputs = (query[:, :, query_start:query_end], reversed_key[:, :, keys], reversed_value[:, :, keys])
-        arguments = (block, alibi_slopes, sequence_ids, scaling, dropout)
+        arguments = (block, alibi_slopes, sequence_ids, reversed_ids, scaling, dropout)
         if needs_grad:
             outputs.append(checkpoint(_attention_block, *inputs, *arguments, use_reentrant=False))
         else:
@@ -657,10 +658,10 @@ def _attention_inputs(
     alibi: BeaconAlibiBias | None,
     embedding_output: torch.Tensor,
     attention_mask: torch.Tensor | None,
-    position_ids: torch.Tensor | None,
+    sequence_ids: torch.Tensor | None,
 ) -> tuple[torch.Tensor | None, dict]:
     """The mask and the keyword arguments every layer's attention receives, built once per forward for the path
-    this forward takes.
+    this forward takes (`sequence_ids` from [`attention_sequence_ids`], ALiBi models only).
 
     Dense paths (`sdpa`, `eager`) get the ALiBi bias with padding and packing folded in: `(1, H, L, L)` for unpadded
     single sequences, `(B, H, L, L)` otherwise. `alibi_blocked` gets the slopes, the sequence ids and its block plan;
@@ -671,7 +672,6 @@ def _attention_inputs(
         return mask, {}
     batch_size, length = embedding_output.shape[:2]
     device = embedding_output.device
-    sequence_ids = attention_sequence_ids(attention_mask, position_ids, embedding_output.shape[:2], device)
     implementation = resolve_attention_implementation(config, device, batch_size, length, sequence_ids)
     kwargs = {"attention_implementation": implementation}
     if implementation == "alibi_blocked":
@@ -756,18 +756,19 @@ class BeaconModel(BeaconPreTrainedModel):
             position_ids=position_ids if self.alibi is None else None,
             inputs_embeds=inputs_embeds,
         )
+        sequence_ids = None
+        if self.alibi is not None:
+            sequence_ids = attention_sequence_ids(
+                attention_mask, position_ids, embedding_output.shape[:2], embedding_output.device
+            )
         mask, attention_kwargs = _attention_inputs(
-            self.config, self.alibi, embedding_output, attention_mask, position_ids
+            self.config, self.alibi, embedding_output, attention_mask, sequence_ids
         )
         sequence_output = self.encoder(embedding_output, mask, **attention_kwargs, **kwargs)
         pooled_output = None
         if self.pooler is not None:
-            first_tokens = sequence_output
-            if position_ids is not None and self.alibi is not None:
-                sequence_ids = attention_sequence_ids(
-                    attention_mask, position_ids, sequence_output.shape[:2], sequence_output.device
-                )
-                first_tokens = split_sequences(sequence_output, sequence_ids)[0]
+            packed = position_ids is not None and self.alibi is not None
+            first_tokens = split_sequences(sequence_output, sequence_ids)[0] if packed else sequence_output
             pooled_output = self.pooler(first_tokens)
         return BaseModelOutputWithPooling(last_hidden_state=sequence_output, pooler_output=pooled_output)
 
