@@ -362,7 +362,10 @@ class Workbench:
         if pretrained is not None:
             position = pretrained.config.position_embedding_type
         set_seed(seed)
-        model = BeaconForSequenceClassification(self.beacon_config(self.tokenizer(tokenizer_name), position, num_labels))
+        config = self.beacon_config(self.tokenizer(tokenizer_name), position, num_labels)
+        if encoder is not None and encoder[1] == "self_distillation":
+            config.classifier_pooling = "mean"  # the teacher was distilled through mean-pooled states, not <cls>
+        model = BeaconForSequenceClassification(config)
         if pretrained is not None:
             missing, unexpected = model.beacon.load_state_dict(pretrained.beacon.state_dict(), strict=False)
             if unexpected or any(not name.startswith("pooler.") for name in missing):

@@ -75,6 +75,11 @@ class ModelArguments:
                   "100 cells; short runs predict no pair without it."},
     )
     dropout: float = field(default=0.1, metadata={"help": "Fresh model: hidden and attention dropout."})
+    classifier_pooling: str | None = field(
+        default=None,
+        metadata={"help": "Sequence heads: 'cls' or 'mean' (mean over each sequence's tokens, as ModernBERT); default: "
+                  "the checkpoint's config ('cls' for a fresh model).", "choices": ["cls", "mean"]},
+    )
     ignore_mismatched_sizes: bool = field(
         default=False,
         metadata={"help": "Pretrained model whose head has another number of labels than the task: start a new head."},
@@ -155,14 +160,14 @@ def build_model(model_args: ModelArguments, task, tokenizer, id2label):
     id2label = id2label or {k: f"LABEL_{k}" for k in range(task.num_labels)}
     head_kwargs = {"num_labels": task.num_labels, "problem_type": task.problem_type, "id2label": id2label,
                    "label2id": {name: k for k, name in id2label.items()}}
-    # A pretrained encoder usually has no pair head yet, so its size can be chosen here; an unset flag keeps
-    # the checkpoint's config (and a fresh model's small default).
-    pair_head = {name: getattr(model_args, name) for name in ("pairwise_channels", "pairwise_num_blocks",
-                                                              "pairwise_pos_weight")
-                 if getattr(model_args, name) is not None}
+    # A pretrained encoder usually has no pair head yet, so its size (and the sequence heads' pooling) can be chosen
+    # here; an unset flag keeps the checkpoint's config (and a fresh model's default).
+    head_options = {name: getattr(model_args, name) for name in ("pairwise_channels", "pairwise_num_blocks",
+                                                                 "pairwise_pos_weight", "classifier_pooling")
+                    if getattr(model_args, name) is not None}
     if model_args.model_name_or_path:
         try:
-            model = head.from_pretrained(model_args.model_name_or_path, **head_kwargs, **pair_head,
+            model = head.from_pretrained(model_args.model_name_or_path, **head_kwargs, **head_options,
                                          ignore_mismatched_sizes=model_args.ignore_mismatched_sizes)
         except RuntimeError as error:
             if "ignore_mismatched_sizes" not in str(error):
@@ -183,7 +188,7 @@ def build_model(model_args: ModelArguments, task, tokenizer, id2label):
             intermediate_size=model_args.intermediate_size,
             hidden_dropout_prob=model_args.dropout,
             attention_probs_dropout_prob=model_args.dropout,
-            **({"pairwise_channels": 16, "pairwise_num_blocks": 2} | pair_head),
+            **({"pairwise_channels": 16, "pairwise_num_blocks": 2} | head_options),
             **head_kwargs,
         )
         model = head(config)

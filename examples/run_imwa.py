@@ -70,6 +70,7 @@ class IMWAExampleArguments:
     num_models: int = field(default=2, metadata={"help": "IMWA replicas K."})
     num_episodes: int = field(default=6, metadata={"help": "IMWA episodes E."})
     ema_decay: float = field(default=0.99, metadata={"help": "EMA decay per replica step."})
+    ema_warmup: bool = field(default=True, metadata={"help": "EMA decay min(ema_decay, (1+t)/(10+t)) at update t."})
     runs: str = field(default="plain,imwa", metadata={"help": "Comma-separated: plain, imwa, mwa, imwa_kx, mwa_kx."})
     threads: int = field(default=1, metadata={"help": "torch threads (the machine may be shared)."})
     use_cpu: bool = field(default=False, metadata={"help": "Train on the CPU even if a GPU is available."})
@@ -131,7 +132,7 @@ def run(args, name, train, test, num_labels, tokenizer, seed, imwa_settings, com
     trainer = Trainer(model=build_model(args, num_labels, tokenizer), args=training_args, train_dataset=train,
                       data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
                       compute_metrics=class_balanced_metrics)
-    imwa = IMWACallback(trainer, ema_decay=args.ema_decay, **imwa_settings)
+    imwa = IMWACallback(trainer, ema_decay=args.ema_decay, ema_warmup=args.ema_warmup, **imwa_settings)
     trainer.add_callback(imwa)
     check_checkpoint_fits(trainer, checkpoint)
     trainer.train(resume_from_checkpoint=checkpoint)

@@ -10,8 +10,12 @@ the unlabeled set (its labels only feed the logged pseudo-label accuracy). Witho
 model is trained from scratch with single-nucleotide tokens: BEACON's CNN baseline (`--model_type baseline_cnn`, the
 default, so that the defaults finish in minutes on a laptop CPU) or a small BEACON-style transformer
 (`--model_type beacon`, about 6 CPU-seconds per step at 300 nt and mu=7, so give it a GPU or fewer steps).
-The test metrics are printed and written to `<output_dir>/layermatch_results.json`; the final model is saved
-Hub-ready in `<output_dir>`.
+The test metrics of the model and of its EMA teacher (`test_accuracy`, `test_ema_accuracy`, ...) are printed and
+written to `<output_dir>/layermatch_results.json`; the final model is saved Hub-ready in `<output_dir>`.
+
+The strong view reverse-complements with probability 0 on strand-specific GUE tasks (promoters, splice sites: see
+`hf_genomics.GUE_TASKS`) and on folders that are no GUE task, 0.5 on the others (TF binding, histone marks);
+`--reverse_complement_prob` overrides it. The script prints which one it uses.
 """
 
 import json
@@ -35,12 +39,14 @@ from hf_genomics import (
     LayerMatchTrainer,
     NucleotideTokenizer,
     check_tokenizer_matches_model,
+    find_gue_task,
+    reverse_complement_probability,
 )
 from hf_genomics.metrics import accuracy, matthews_correlation
 from hf_genomics.models.baselines import BaselineConfig, BaselineForSequenceClassification
 from hf_genomics.training.checkpoints import check_checkpoint_fits
 from hf_genomics.training.run_folder import RunArguments, finish_run, prepare_run
-from hf_genomics.training.trainer_layermatch import AVG_CLUSTERING_SOURCES, MODES
+from hf_genomics.training.trainer_layermatch import AVG_CLUSTERING_SOURCES, MODES, default_views
 
 logger = logging.getLogger(__name__)
 MODEL_TYPES = ("beacon", "baseline_cnn")
@@ -69,6 +75,14 @@ class LayerMatchExampleArguments:
     avg_clustering: bool = field(default=True, metadata={"help": "LayerMatch: averaged pseudo-label source."})
     avg_clustering_source: str = field(default="ema_teacher", metadata={"help": f"One of {AVG_CLUSTERING_SOURCES}."})
     teacher_momentum: float = field(default=0.99, metadata={"help": "EMA momentum of the teacher."})
+    reverse_complement_prob: float | None = field(
+        default=None,
+        metadata={"help": "Strong view: reverse-complement probability (default: 0 for strand-specific tasks, 0.5 "
+                  "for the others)."},
+    )
+    ema_warmup: bool = field(
+        default=True, metadata={"help": "Teacher momentum min(teacher_momentum, (1+t)/(10+t)) at update t."}
+    )
 
 
 @dataclass
@@ -86,6 +100,12 @@ class LayerMatchTrainingArguments(TrainingArguments):
     seed: int = field(default=42)
 
 
+def compute_metrics(prediction) -> dict[str, float]:
+    predicted = prediction.predictions.argmax(-1)
+    return {"accuracy": accuracy(predicted, prediction.label_ids),
+            "mcc": matthews_correlation(predicted, prediction.label_ids)}
+
+
 def balanced_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
     """``size`` indices, the same number from every class, drawn with ``seed``."""
     classes = np.unique(labels)
@@ -100,6 +120,19 @@ def balanced_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
             raise ValueError(f"Class {label} has {len(members)} train sequences, fewer than {per_class} requested.")
         picked.append(rng.choice(members, per_class, replace=False))
     return np.sort(np.concatenate(picked))
+
+
+def strong_view_reverse_complement(args: LayerMatchExampleArguments) -> tuple[float, str]:
+    """The strong view's reverse-complement probability and why."""
+    task = find_gue_task(args.task_dir)
+    if args.reverse_complement_prob is not None:
+        reason = "--reverse_complement_prob"
+    elif task is None:
+        reason = f"{args.task_dir} is no GUE task: taken as strand-specific"
+    else:
+        reason = f"GUE {task.folder} is {'' if task.strand_specific else 'not '}strand-specific: {task.strand_reason}"
+    strand_specific = task is None or task.strand_specific
+    return reverse_complement_probability(strand_specific, args.reverse_complement_prob), reason
 
 
 def build_model_and_tokenizer(args: LayerMatchExampleArguments, num_labels: int, allow_tokenizer_mismatch: bool):
@@ -152,6 +185,9 @@ def main():
     if args.max_test_samples is not None:
         test = test.select(range(min(args.max_test_samples, len(test))))
 
+    reverse_complement_prob, source = strong_view_reverse_complement(args)
+    print(f"strong view: reverse complement with p = {reverse_complement_prob:g} ({source})")
+    weak_view, strong_view = default_views(tokenizer, reverse_complement_prob)
     layermatch = args.mode == "layermatch"
     trainer = LayerMatchTrainer(
         model=model,
@@ -159,6 +195,9 @@ def main():
         train_dataset=train,
         unlabeled_dataset=unlabeled if args.mode != "supervised" else None,
         processing_class=tokenizer,
+        compute_metrics=compute_metrics,
+        weak_augment=weak_view,
+        strong_augment=strong_view,
         mode=args.mode,
         mu=args.mu,
         threshold=args.threshold,
@@ -167,6 +206,7 @@ def main():
         avg_clustering=args.avg_clustering if layermatch else None,
         avg_clustering_source=args.avg_clustering_source,
         teacher_momentum_base=args.teacher_momentum,
+        ema_warmup=args.ema_warmup,
         allow_tokenizer_mismatch=run_args.allow_tokenizer_mismatch,
     )
     check_checkpoint_fits(trainer, checkpoint)
@@ -174,8 +214,7 @@ def main():
     trainer.save_model()
     trainer.save_state()
 
-    prediction = trainer.predict(test)
-    predicted = prediction.predictions.argmax(-1)
+    metrics = trainer.evaluate(test, metric_key_prefix="test")
     results = {
         "mode": args.mode,
         "grad_relu": trainer.grad_relu,
@@ -185,12 +224,13 @@ def main():
         "model": args.model_name_or_path or args.model_type,
         "seed": training_args.seed,
         "max_steps": training_args.max_steps,
-        "test_accuracy": accuracy(predicted, prediction.label_ids),
-        "test_mcc": matthews_correlation(predicted, prediction.label_ids),
+        "reverse_complement_prob": reverse_complement_prob,
+        **{key: metrics[key] for key in ("test_accuracy", "test_mcc", "test_ema_accuracy", "test_ema_mcc")},
         "train_log": trainer.state.log_history,
         "arguments": asdict(args),
     }
-    print(f"test accuracy {results['test_accuracy']:.4f}  test MCC {results['test_mcc']:.4f}")
+    print(f"test accuracy {metrics['test_accuracy']:.4f}  test MCC {metrics['test_mcc']:.4f}  (EMA teacher: "
+          f"accuracy {metrics['test_ema_accuracy']:.4f}, MCC {metrics['test_ema_mcc']:.4f})")
     Path(training_args.output_dir, "layermatch_results.json").write_text(json.dumps(results, indent=2))
     finish_run(training_args.output_dir)
 

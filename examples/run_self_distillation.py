@@ -6,10 +6,16 @@
         examples/run_self_distillation.py --output_dir runs/sd --use_cpu
 
 By default it pretrains on the embedded real DNA corpus (`data/`: first 3 Mb of human chr1 + lambda phage), cut
-into N-free windows. `--train_files` takes your own FASTA/text/Parquet files, `--tokenizer kmer --k 6 --stride 1`
-switches to overlapping 6-mers. `--distillation_weight 0` trains the same student MLM-only (same views, same
-compute) for comparison. Writes `<output_dir>/student` and `<output_dir>/teacher`, both Hub-ready
-`BeaconForMaskedLM` folders; FinDNA fine-tunes the teacher.
+into N-free windows; `--corpus rna` takes the embedded RNAcentral sample instead. `--train_files` takes your own
+FASTA/text/Parquet files (say `--corpus rna` when they are RNA), `--tokenizer kmer --k 6 --stride 1` switches to
+overlapping 6-mers. `--distillation_weight 0` trains the same student MLM-only (same views, same compute) for
+comparison. Writes `<output_dir>/student` and `<output_dir>/teacher`, both Hub-ready `BeaconForMaskedLM` folders;
+FinDNA fine-tunes the teacher (with mean pooling, as distilled: `run_beacon.py --classifier_pooling mean`).
+
+The student view reverse-complements with probability 0.5 on a DNA corpus (a genome: either strand is DNA that
+occurs) and 0 on an RNA corpus (`--corpus rna`, or a tokenizer of ACGU letters: RNA is single-stranded, its
+reverse complement is another molecule); `--reverse_complement_prob` overrides it. The script prints which one it
+uses.
 """
 
 import logging
@@ -19,6 +25,7 @@ from dataclasses import dataclass, field
 from transformers import DataCollatorWithPadding, HfArgumentParser, TrainingArguments, set_seed
 
 from hf_genomics import BeaconConfig, BeaconForMaskedLM, KmerTokenizer, NucleotideTokenizer, default_corpus_files
+from hf_genomics.data.augment import nucleotide_letters, reverse_complement_probability
 from hf_genomics.data.pretraining_corpus import build_pretraining_dataset
 from hf_genomics.training.checkpoints import check_checkpoint_fits
 from hf_genomics.training.run_folder import RunArguments, finish_run, prepare_run
@@ -45,7 +52,12 @@ class ModelArguments:
 @dataclass
 class DataArguments:
     train_files: list[str] | None = field(
-        default=None, metadata={"help": "Sequence files (FASTA/text/Parquet); default: the embedded DNA corpus."}
+        default=None, metadata={"help": "Sequence files (FASTA/text/Parquet); default: the embedded --corpus."}
+    )
+    corpus: str = field(
+        default="dna",
+        metadata={"help": "'dna' (double-stranded genome) or 'rna' (single-stranded molecules).",
+                  "choices": ["dna", "rna"]},
     )
     window_length: int = field(default=128, metadata={"help": "Longest pretraining window, in nucleotides."})
     min_window_length: int = field(default=32, metadata={"help": "Shortest window, in nucleotides."})
@@ -72,7 +84,10 @@ class DistillationArguments:
     )
     mlm_probability: float = field(default=0.15)
     mutation_rate: float = field(default=0.01, metadata={"help": "Student view: point mutations per base."})
-    reverse_complement_p: float = field(default=0.5, metadata={"help": "Student view: reverse-complement probability."})
+    reverse_complement_prob: float | None = field(
+        default=None,
+        metadata={"help": "Student view: reverse-complement probability (default: 0.5 on DNA, 0 on RNA)."},
+    )
     max_shift: int = field(default=20, metadata={"help": "Teacher view: largest circular shift, in tokens."})
 
 
@@ -121,7 +136,7 @@ def build_model(model_args: ModelArguments, tokenizer) -> BeaconForMaskedLM:
 
 
 def load_windows(data_args: DataArguments, tokenizer, seed: int):
-    files = data_args.train_files or [str(path) for path in default_corpus_files("dna")]
+    files = data_args.train_files or [str(path) for path in default_corpus_files(data_args.corpus)]
     chunking = {
         "max_length": data_args.window_length,
         "min_length": data_args.min_window_length,
@@ -140,6 +155,18 @@ def load_windows(data_args: DataArguments, tokenizer, seed: int):
     return [part.map(tokenize, batched=True, remove_columns=part.column_names) for part in (train, validation)]
 
 
+def student_view_reverse_complement(data_args: DataArguments, sd_args: DistillationArguments, tokenizer):
+    """The student view's reverse-complement probability and why."""
+    rna = data_args.corpus == "rna" or "U" in nucleotide_letters(tokenizer)
+    if sd_args.reverse_complement_prob is not None:
+        reason = "--reverse_complement_prob"
+    elif rna:
+        reason = "RNA corpus: single-stranded, its reverse complement is another molecule"
+    else:
+        reason = "DNA corpus: double-stranded, both strands occur"
+    return reverse_complement_probability(rna, sd_args.reverse_complement_prob), reason
+
+
 def main() -> None:
     parser = HfArgumentParser(
         (ModelArguments, DataArguments, DistillationArguments, SelfDistillationTrainingArguments, RunArguments)
@@ -154,8 +181,10 @@ def main() -> None:
     model = build_model(model_args, tokenizer)
     with training_args.main_process_first(desc="cut and tokenize the corpus"):
         train_dataset, eval_dataset = load_windows(data_args, tokenizer, training_args.seed)
+    reverse_complement_prob, reason = student_view_reverse_complement(data_args, sd_args, tokenizer)
+    print(f"student view: reverse complement with p = {reverse_complement_prob:g} ({reason})")
     student_view, teacher_view = default_views(
-        tokenizer, sd_args.mlm_probability, sd_args.mutation_rate, sd_args.reverse_complement_p, sd_args.max_shift
+        tokenizer, sd_args.mlm_probability, sd_args.mutation_rate, reverse_complement_prob, sd_args.max_shift
     )
     trainer = SelfDistillationTrainer(
         model,

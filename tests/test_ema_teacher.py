@@ -6,6 +6,7 @@ from torch import nn
 from transformers import TrainingArguments
 
 from hf_genomics import EMATeacherTrainer, ModelEMA
+from hf_genomics.training.ema import NUM_UPDATES_KEY
 from hf_genomics.training.trainer_teacher import TEACHER_STATE_NAME, cosine_momentum
 
 
@@ -56,28 +57,66 @@ def test_model_ema_moves_tied_weights_once():
             torch.testing.assert_close(value, start[name] + 0.5, rtol=0, atol=1e-6, msg=name)
 
 
+def test_model_ema_warmup_moves_by_the_formula():
+    """Update t (t updates before it) moves the copy 1 - min(m, (1 + t) / (10 + t)) of the way to the model; the
+    count travels in the state dict, so a copy loaded from it continues the warm-up."""
+    net = nn.Linear(1, 1, bias=False)
+    nn.init.zeros_(net.weight)
+    ema = ModelEMA(net, warmup=True)
+    fractions = []
+    for t in range(11):
+        before = ema.module.weight.item()
+        with torch.no_grad():
+            net.weight.fill_(100.0 * (t + 1))
+        momentum = ema.update(net, momentum=0.5)
+        fractions.append((ema.module.weight.item() - before) / (net.weight.item() - before))
+        assert fractions[-1] == pytest.approx(1 - momentum, rel=1e-6)
+    assert fractions[0] == pytest.approx(0.9, rel=1e-6)  # t = 0: 1 - 1/10
+    assert fractions[1] == pytest.approx(9 / 11, rel=1e-6)  # t = 1: 1 - 2/11
+    assert fractions[5] == pytest.approx(0.6, rel=1e-6)  # t = 5: 1 - 6/15
+    assert fractions[10] == pytest.approx(0.5, rel=1e-6)  # t = 10: 11/20 > 0.5, the momentum itself
+    state = ema.state_dict()
+    assert state[NUM_UPDATES_KEY].item() == 11
+
+    resumed = ModelEMA(net, warmup=True)
+    resumed.load_state_dict(state)
+    assert resumed.update(net, momentum=0.99) == pytest.approx(12 / 21)  # t = 11, not a fresh t = 0
+    plain = ModelEMA(net)
+    assert plain.update(net, momentum=0.5) == 0.5
+    del state[NUM_UPDATES_KEY]
+    plain.load_state_dict(state)  # the count only matters with warm-up
+    with pytest.raises(ValueError, match=NUM_UPDATES_KEY):
+        resumed.load_state_dict(state)
+
+
 def test_cosine_momentum_endpoints():
     assert cosine_momentum(0, 100, 0.996) == pytest.approx(0.996)
     assert cosine_momentum(100, 100, 0.996) == pytest.approx(1.0)
     assert cosine_momentum(50, 100, 0.996) == pytest.approx(1.0 - 0.004 * (math.cos(math.pi / 2) + 1) / 2)
 
 
-def _trainer(tmp_path, max_steps):
+def _trainer(tmp_path, max_steps, ema_warmup=False):
     torch.manual_seed(0)
     data = [{"x": torch.randn(4), "labels": torch.tensor(1.0)} for _ in range(64)]
     args = TrainingArguments(str(tmp_path), max_steps=max_steps, per_device_train_batch_size=8, save_steps=3,
                              report_to=[], use_cpu=True, disable_tqdm=True, seed=0)
-    return EMATeacherTrainer(model=_Regressor(), args=args, train_dataset=data, teacher_momentum_base=0.5)
+    return EMATeacherTrainer(model=_Regressor(), args=args, train_dataset=data, teacher_momentum_base=0.5,
+                             ema_warmup=ema_warmup)
 
 
-def test_teacher_follows_each_step_and_resumes_exactly(tmp_path):
-    full = _trainer(tmp_path / "full", 6)
+@pytest.mark.parametrize("ema_warmup", [False, True])
+def test_teacher_follows_each_step_and_resumes_exactly(tmp_path, ema_warmup):
+    # With warm-up, a resumed run that restarted the count would use momentum 0.1 at step 4 instead of 4/13.
+    full = _trainer(tmp_path / "full", 6, ema_warmup)
     before = full.teacher.module.linear.weight.detach().clone()
     full.train()
     assert not torch.equal(before, full.teacher.module.linear.weight)
     assert (tmp_path / "full" / "checkpoint-3" / TEACHER_STATE_NAME).is_file()
+    assert full.teacher.num_updates == 6
+    assert full.last_teacher_momentum == (0.5 if not ema_warmup else pytest.approx(6 / 15))
 
-    resumed = _trainer(tmp_path / "full", 6)
+    resumed = _trainer(tmp_path / "full", 6, ema_warmup)
     resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-3"))
+    assert resumed.teacher.num_updates == 6
     torch.testing.assert_close(resumed.teacher.module.linear.weight, full.teacher.module.linear.weight)
     torch.testing.assert_close(resumed.model.linear.weight, full.model.linear.weight)

@@ -1,5 +1,5 @@
 """IMWACallback: averaging arithmetic, replicas at and between episode ends, optimizer-state policies,
-checkpoint resume mid-episode, and the two-process (gloo) mode."""
+checkpoint resume mid-episode, the EMA's evaluation, and the two-process (gloo) mode."""
 
 import importlib.util
 import json
@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from transformers import DataCollatorWithPadding
 
-from hf_genomics import IMWACallback, long_tailed_indices, read_nrc
+from hf_genomics import IMWACallback, NucleotideTokenizer, long_tailed_indices, read_nrc
 from hf_genomics.training.callback_imwa import average_replicas_, uniform_mean
 from scripts.assertions import assert_resumed_run_close
 
@@ -212,17 +214,30 @@ def test_two_processes_average_at_episode_ends_and_stay_apart_inside(tmp_path):
 
 
 def test_ema_is_evaluated_during_training_and_live_weights_restored(tmp_path):
+    """``eval_ema_*`` (the Trainer's loss and ``compute_metrics`` on the EMA weights) are logged next to ``eval_*``
+    and equal a hand evaluation of :attr:`ema_model`; the live weights are back in place afterwards."""
+    eval_dataset = imwa_ddp.tiny_nrc_dataset()[:8]
     trainer = imwa_ddp.make_trainer(tmp_path, max_steps=4, eval_strategy="steps", eval_steps=2,
-                                    eval_dataset=imwa_ddp.tiny_nrc_dataset()[:8])
+                                    eval_dataset=eval_dataset)
+    trainer.compute_metrics = lambda prediction: {
+        "accuracy": float((prediction.predictions.argmax(-1) == prediction.label_ids).mean())}
     imwa = IMWACallback(trainer, num_models=2, num_episodes=2, ema_decay=0.5)
     trainer.add_callback(imwa)
     trainer.train()
     logged = {(entry["step"], key) for entry in trainer.state.log_history for key in entry}
-    assert {(2, "eval_loss"), (2, "eval_ema_loss"), (4, "eval_loss"), (4, "eval_ema_loss")} <= logged
+    assert {(step, f"eval_{ema}{name}") for step in (2, 4) for ema in ("", "ema_")
+            for name in ("loss", "accuracy")} <= logged
+    assert imwa.ema.num_updates == 2  # one per round of K = 2 replica steps, with warm-up: momenta 0.1, 2/11
     live = {name: value.clone() for name, value in trainer.model.state_dict().items()}
     ema_metrics, live_metrics = imwa.evaluate_ema(), trainer.evaluate()
     assert ema_metrics["eval_ema_loss"] != live_metrics["eval_loss"]
     assert all(torch.equal(value, trainer.model.state_dict()[name]) for name, value in live.items())
+    batch = DataCollatorWithPadding(NucleotideTokenizer())(eval_dataset)
+    labels = batch.pop("labels")
+    with torch.no_grad():
+        logits = imwa.ema_model(**batch).logits
+    assert ema_metrics["eval_ema_loss"] == pytest.approx(F.cross_entropy(logits, labels).item(), rel=1e-5)
+    assert ema_metrics["eval_ema_accuracy"] == pytest.approx((logits.argmax(-1) == labels).float().mean().item())
 
 
 def test_run_imwa_example_end_to_end(tmp_path):

@@ -1,5 +1,6 @@
-"""LayerMatchTrainer: Grad-ReLU gradients, thresholding, Avg-Clustering averages, supervised equivalence with
-``Trainer``, label-leak freedom, resume, real-data runs in every mode and two-process DDP."""
+"""LayerMatchTrainer: Grad-ReLU gradients, thresholding, Avg-Clustering averages, the teacher's warm-up and
+evaluation, supervised equivalence with ``Trainer``, label-leak freedom, resume, real-data runs in every mode and
+two-process DDP."""
 
 import json
 import math
@@ -233,16 +234,78 @@ def test_prediction_ema_arithmetic(tmp_path, labeled, unlabeled):
     assert trainer.prediction_ema[others].abs().sum() == 0 and not trainer.prediction_ema_seen[others].any()
 
 
-def test_teacher_follows_model_by_ema_after_a_step(tmp_path, labeled, unlabeled):
+@pytest.mark.parametrize("ema_warmup, momentum", [(True, 0.1), (False, 0.99)])
+def test_teacher_follows_model_by_ema_after_a_step(tmp_path, labeled, unlabeled, ema_warmup, momentum):
+    # The first update's momentum: min(0.99, 1/10) with warm-up, 0.99 without.
     model = tiny_bert()
     initial = {k: v.clone() for k, v in model.state_dict().items()}
-    trainer = make_trainer(tmp_path, model, labeled, unlabeled, threshold=0.5, args={"max_steps": 1})
+    trainer = make_trainer(tmp_path, model, labeled, unlabeled, threshold=0.5, ema_warmup=ema_warmup,
+                           args={"max_steps": 1})
     trainer.train()
     trained, teacher = trainer.model.state_dict(), trainer.teacher.state_dict()
     for key, value in initial.items():
         if value.is_floating_point():
-            torch.testing.assert_close(teacher[key], 0.99 * value + 0.01 * trained[key])
+            torch.testing.assert_close(teacher[key], momentum * value + (1 - momentum) * trained[key])
     assert not torch.equal(trained["classifier.weight"], initial["classifier.weight"])
+
+
+@pytest.mark.parametrize("ema_warmup", [True, False])
+def test_avg_clustering_keeps_confident_pseudo_labels_from_the_first_steps_with_warmup(
+    tmp_path, labeled, unlabeled, ema_warmup
+):
+    """The model is confident (max softmax > 0.99) from the start; the teacher was copied before its head was, so
+    it starts random. The teacher is first updated after step 1, so step 1 keeps nothing either way; from step 2
+    on the warmed-up teacher (0.9 of the confident model) agrees and pseudo-labels pass tau = 0.95, while a
+    teacher at momentum 0.99 is still near 50/50, and the average of 1 and ~0.5 stays under 0.95."""
+    model = tiny_bert()
+    trainer = make_trainer(tmp_path, model, labeled, unlabeled, mu=2, threshold=0.95, ema_warmup=ema_warmup,
+                           args={"max_steps": 4, "logging_steps": 1, "learning_rate": 1e-4})
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor([6.0, -6.0]))
+        weak = weak_view(without_labels(batch_of(unlabeled, 8)))
+        assert model(**weak).logits.softmax(-1).max(-1).values.min() > 0.99
+        assert trainer.teacher.module(**weak).logits.softmax(-1).max(-1).values.max() < 0.6
+    trainer.train()
+    mask_rates = [entry["mask_rate"] for entry in trainer.state.log_history if "mask_rate" in entry]
+    assert len(mask_rates) == 4 and mask_rates[0] == 0
+    if ema_warmup:
+        assert all(rate > 0 for rate in mask_rates[1:]), mask_rates
+    else:
+        assert mask_rates == [0, 0, 0, 0]
+
+
+def test_evaluate_reports_the_ema_teacher_next_to_the_model(tmp_path, labeled, unlabeled):
+    """``eval_ema_*`` sit in the same log entry and metrics as ``eval_*``, and equal a hand evaluation of the
+    teacher's weights; the model's weights are back in place afterwards."""
+    test = prom_dataset("test", 0, 24)
+
+    def compute_metrics(prediction):
+        return {"accuracy": float((prediction.predictions.argmax(-1) == prediction.label_ids).mean())}
+
+    # Without warm-up the teacher stays near the initial weights, far from the trained model.
+    trainer = make_trainer(tmp_path, tiny_bert(), labeled, unlabeled, threshold=0.5, eval_dataset=test,
+                           compute_metrics=compute_metrics, ema_warmup=False,
+                           args={"max_steps": 2, "learning_rate": 1e-2, "eval_strategy": "steps", "eval_steps": 2,
+                                 "per_device_eval_batch_size": 8})
+    trainer.train()
+    logged = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
+    assert len(logged) == 1 and {"eval_accuracy", "eval_ema_loss", "eval_ema_accuracy"} <= set(logged[0])
+
+    live = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    metrics = trainer.evaluate()
+    batch = batch_of(test, len(test))
+    with torch.no_grad():
+        for prefix, model in (("eval", trainer.model.eval()), ("eval_ema", trainer.teacher.module)):
+            logits = model(**without_labels(batch)).logits
+            loss = F.cross_entropy(logits, batch["labels"]).item()
+            accuracy = (logits.argmax(-1) == batch["labels"]).float().mean().item()
+            assert metrics[f"{prefix}_loss"] == pytest.approx(loss, rel=1e-5)
+            assert metrics[f"{prefix}_accuracy"] == pytest.approx(accuracy)
+    assert metrics["eval_ema_loss"] != pytest.approx(metrics["eval_loss"], rel=1e-3)
+    assert all(torch.equal(value, trainer.model.state_dict()[name]) for name, value in live.items())
+    prediction = trainer.predict(test)
+    assert prediction.metrics["test_ema_loss"] == pytest.approx(metrics["eval_ema_loss"], rel=1e-6)
 
 
 # ---- Resume ----

@@ -308,6 +308,55 @@ def test_problem_type_is_inferred_from_labels(tokenizer, ncrna):
     assert model.config.problem_type == "single_label_classification"
 
 
+def test_mean_pooling_is_the_mean_state_of_each_sequence_padded_or_packed(tokenizer, ncrna):
+    """classifier_pooling="mean": tanh(dense(mean of every token's state, <cls>/<eos> included)) of each sequence
+    run alone; a padded batch and a packed batch (two sequences per row, padded tail) give it too."""
+    torch.manual_seed(0)
+    model = BeaconForSequenceClassification(tiny_config(num_labels=3, classifier_pooling="mean")).double().eval()
+    sequences = [seq[: 15 + 12 * i] for i, (_, seq) in enumerate(ncrna)]
+    encoded = [tokenizer(seq, return_tensors="pt")["input_ids"][0] for seq in sequences]
+    with torch.no_grad():
+        expected = []
+        for ids in encoded:
+            states = model.beacon(input_ids=ids[None]).last_hidden_state[0]
+            expected.append(torch.tanh(model.beacon.pooler.dense(states.sum(0) / len(ids))))
+        expected = torch.stack(expected)
+        padded = tokenizer(sequences, padding=True, return_tensors="pt")
+        rows = [torch.cat(encoded[:2]), torch.cat(encoded[2:])]
+        width = max(len(row) for row in rows) + 3
+        packed = {
+            "input_ids": torch.stack([F.pad(row, (0, width - len(row)), value=tokenizer.pad_token_id) for row in rows]),
+            "attention_mask": torch.stack([(torch.arange(width) < len(row)).long() for row in rows]),
+            "position_ids": torch.stack(
+                [F.pad(torch.cat([torch.arange(len(encoded[i])) for i in pair]), (0, width - len(row)), value=1)
+                 for row, pair in zip(rows, [(0, 1), (2, 3)])]
+            ),
+        }  # fmt: skip
+        for batch in (padded, packed):
+            torch.testing.assert_close(model.beacon(**batch).pooler_output, expected, rtol=1e-9, atol=1e-9)
+            torch.testing.assert_close(model(**batch).logits, model.classifier(expected), rtol=1e-9, atol=1e-9)
+        # The default pools <cls>, which does not depend on padding either.
+        model.config.classifier_pooling = "cls"
+        cls_pooled = model.beacon(**padded).pooler_output
+    assert not torch.allclose(cls_pooled, expected)
+
+
+def test_classifier_pooling_survives_save_and_load(tmp_path, tokenizer, ncrna):
+    torch.manual_seed(0)
+    model = BeaconForSequenceClassification(tiny_config(num_labels=2, classifier_pooling="mean")).eval()
+    model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["classifier_pooling"] == "mean"
+    loaded = BeaconForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert loaded.config.classifier_pooling == "mean"
+    batch = tokenizer([seq for _, seq in ncrna], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**batch).logits, model(**batch).logits)
+    # A `from_pretrained` keyword is set after the config's checks: the pooler refuses it.
+    unknown = BeaconForSequenceClassification.from_pretrained(tmp_path, classifier_pooling="max")
+    with pytest.raises(ValueError, match=r"`classifier_pooling` must be one of \('cls', 'mean'\), got 'max'"):
+        unknown(**batch)
+
+
 def test_token_classification_one_output_per_nucleotide(tokenizer, bprna):
     torch.manual_seed(0)
     model = BeaconForTokenClassification(tiny_config(num_labels=2)).eval()
@@ -499,6 +548,7 @@ def test_no_split_modules_and_sdpa_support():
         (dict(hidden_dropout_prob=1.0), "hidden_dropout_prob"),
         (dict(hidden_act="swishy"), "hidden_act"),
         (dict(pad_token_id=10), "pad_token_id"),
+        (dict(classifier_pooling="max"), r"`classifier_pooling` must be one of \('cls', 'mean'\), got 'max'"),
     ],
 )
 def test_bad_configs_raise_clear_errors(overrides, message):
@@ -510,7 +560,7 @@ def test_default_config_is_beacon_b():
     config = BeaconConfig()
     assert (config.num_hidden_layers, config.hidden_size, config.num_attention_heads) == (12, 768, 12)
     assert (config.intermediate_size, config.hidden_act, config.vocab_size) == (3072, "gelu", 10)
-    assert (config.type_vocab_size, config.position_embedding_type) == (2, "alibi")
+    assert (config.type_vocab_size, config.position_embedding_type, config.classifier_pooling) == (2, "alibi", "cls")
     with torch.device("meta"):
         model = BeaconModel(config)
     assert not hasattr(model.embeddings.position_embeddings, "weight")

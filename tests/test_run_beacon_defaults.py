@@ -1,12 +1,13 @@
 """examples/run_beacon.py's throughput settings: evaluation rows longest first (batches of similar lengths), a
-precomputed token-count column, no per-step loss read-back for the NaN filter, loader workers only on a GPU; each
-flag still wins when given. Training batches stay random."""
+precomputed token-count column, no per-step loss read-back for the NaN filter, loader workers only on a GPU, the
+checkpoint's classifier pooling; each flag still wins when given. Training batches stay random."""
 
 import datasets
 import pytest
 import torch
 from transformers import HfArgumentParser
 
+from hf_genomics import BeaconConfig, BeaconForMaskedLM, NucleotideTokenizer, get_task
 from scripts.example_scripts import load_script
 
 build_beacon_real = load_script("dataset_scripts/build_beacon_real.py")
@@ -69,13 +70,15 @@ def test_test_rows_are_evaluated_longest_first(tmp_path, monkeypatch):
     assert [width for _, width in test_batches] == [-(-rows[0] // 8) * 8 for rows, _ in test_batches]
 
 
-@pytest.mark.parametrize("task", ["ncRNA", "SPL"])
-def test_packed_batches_give_the_padded_test_metrics(tmp_path, task):
+@pytest.mark.parametrize("task,pooling", [("ncRNA", "cls"), ("ncRNA", "mean"), ("SPL", "cls")])
+def test_packed_batches_give_the_padded_test_metrics(tmp_path, task, pooling):
     """--pack_sequences with learning rate 0 (the same initial model both times): the test loss and metric on packed
-    batches equal those on padded ones, for a sequence-level and a token-level task."""
+    batches equal those on padded ones, for a sequence-level task (either --classifier_pooling) and a token-level
+    task."""
     build_beacon_real.build(tmp_path / "hub", configs=(task,))
     common = [
-        "--task", task, "--dataset_dir", str(tmp_path / "hub"), "--hidden_size", "16", "--num_hidden_layers", "1",
+        "--task", task, "--classifier_pooling", pooling, "--dataset_dir", str(tmp_path / "hub"),
+        "--hidden_size", "16", "--num_hidden_layers", "1",
         "--num_attention_heads", "2", "--intermediate_size", "32", "--max_steps", "1", "--learning_rate", "0",
         "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
         "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "6", "--max_train_samples", "4",
@@ -85,3 +88,19 @@ def test_packed_batches_give_the_padded_test_metrics(tmp_path, task):
     packed = run_beacon.main([*common, "--output_dir", str(tmp_path / "packed"), "--pack_sequences"])
     assert packed["test_raw"]["test_loss"] == pytest.approx(padded["test_raw"]["test_loss"], rel=1e-5)
     assert packed["test"] == pytest.approx(padded["test"], rel=1e-5)
+
+
+def test_classifier_pooling_is_the_checkpoints_unless_the_flag_says_otherwise(tmp_path):
+    config = BeaconConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                          classifier_pooling="mean")
+    BeaconForMaskedLM(config).save_pretrained(tmp_path)
+
+    def pooling(*flags):
+        (model_args,) = HfArgumentParser(run_beacon.ModelArguments).parse_args_into_dataclasses(args=list(flags))
+        model = run_beacon.build_model(model_args, get_task("ncRNA"), NucleotideTokenizer(), None)
+        return model.config.classifier_pooling
+
+    assert pooling("--hidden_size", "16") == "cls"
+    assert pooling("--hidden_size", "16", "--classifier_pooling", "mean") == "mean"
+    assert pooling("--model_name_or_path", str(tmp_path)) == "mean"
+    assert pooling("--model_name_or_path", str(tmp_path), "--classifier_pooling", "cls") == "cls"

@@ -31,6 +31,23 @@ def reverse_complement(sequence: str) -> str:
     return sequence.translate(_COMPLEMENT)[::-1]
 
 
+def reverse_complement_probability(strand_specific: bool, override: float | None = None) -> float:
+    """Probability of reverse-complementing a training view: ``override`` when given, else 0 for strand-specific
+    data (an RNA's reverse complement is another molecule; a promoter or splice site read on the other strand points
+    away from its gene, so labels do not carry over) and 0.5, either strand equally often, for double-stranded DNA
+    whose label holds on both strands (protein binding, chromatin marks, genome pretraining)."""
+    if override is None:
+        return 0.0 if strand_specific else 0.5
+    if not 0.0 <= override <= 1.0:
+        raise ValueError(f"The reverse-complement probability must be in [0, 1], got {override}.")
+    return float(override)
+
+
+def nucleotide_letters(tokenizer) -> str:
+    """The four base letters of ``tokenizer``'s alphabet: ``ACGT``, or ``ACGU`` for an RNA tokenizer."""
+    return getattr(getattr(tokenizer, "nucleotide_alphabet", None), "letters", NUCLEOTIDES)
+
+
 class TokenLayout:
     """Lookup tables relating a tokenizer's ids to nucleotides.
 
@@ -49,7 +66,7 @@ class TokenLayout:
             )
         self.overlapping = self.k > 1 and self.stride == 1
         # Base codes follow the tokenizer's letters (ACGT, or ACGU for RNA): code 3 - c complements code c.
-        self.letters = getattr(getattr(tokenizer, "nucleotide_alphabet", None), "letters", NUCLEOTIDES)
+        self.letters = nucleotide_letters(tokenizer)
         complement = str.maketrans(self.letters + "N", self.letters[::-1] + "N")
         vocab = tokenizer.get_vocab()
         size = max(vocab.values()) + 1

@@ -57,7 +57,10 @@ class BeaconTask:
 
     `metric` names a function of `hf_genomics.metrics`; `metric_key` is the key it gets in `compute_metrics`
     output (so `TrainingArguments(metric_for_best_model=task.metric_key)`). `percent` says whether BEACON reports
-    the metric multiplied by 100.
+    the metric multiplied by 100. `strand_specific` says whether a label holds only for the sequence as given, not
+    for its reverse complement (true of every BEACON task: RNA is single-stranded), with the reason in
+    `strand_reason`; augmentations then keep reverse complement off by default
+    (`hf_genomics.data.augment.reverse_complement_probability`).
     """
 
     name: str
@@ -72,6 +75,8 @@ class BeaconTask:
     head: str
     source: str
     split_sizes: tuple[int, int, int]
+    strand_specific: bool
+    strand_reason: str
     label_names: tuple[str, ...] | None = None
     target_names: tuple[str, ...] | None = None
     greater_is_better: bool = True
@@ -97,36 +102,50 @@ BEACON_TASKS: dict[str, BeaconTask] = {
             level="pairwise", problem_type="multi_label_classification", num_labels=1,
             metric="secondary_structure_f1", metric_key="f1", head=PAIRWISE_HEAD,
             source="bpRNA-1m (TR0/VL0/TS0)", split_sizes=(10814, 1300, 1305),
+            strand_specific=True,
+            strand_reason="base pairs of one RNA strand; its reverse complement is another molecule (G-U becomes C-A).",
             notes="F1 pooled over all L x L cells of all test sequences at p > 0.5.", published=_published("SSP"),
         ),
         BeaconTask(
             name="CMP", beacon_dir="ContactMap", category="structure", input_kind="single", level="pairwise",
             problem_type="multi_label_classification", num_labels=1, metric="contact_top_l_precision",
             metric_key="top_l_precision", head=PAIRWISE_HEAD, source="RNAcontact (PDB)", split_sizes=(188, 23, 80),
+            strand_specific=True,
+            strand_reason="3-D contacts of one RNA molecule; its reverse complement is another molecule.",
             notes="Top-L precision on long-range pairs, counting only predictions with p > 0.5.",
             published=_published("CMP"),
         ),
         BeaconTask(
             name="DMP", beacon_dir="DistanceMap", category="structure", input_kind="single", level="pairwise",
             problem_type="regression", num_labels=1, metric="pearson_r2", metric_key="r2", head=PAIRWISE_HEAD,
-            source="RNAcontact (PDB)", split_sizes=(188, 23, 80), published=_published("DMP"),
+            source="RNAcontact (PDB)", split_sizes=(188, 23, 80),
+            strand_specific=True,
+            strand_reason="3-D distances of one RNA molecule; its reverse complement is another molecule.",
+            published=_published("DMP"),
         ),
         BeaconTask(
             name="SSI", beacon_dir="StructuralScoreImputation", category="structure", input_kind="single",
             level="nucleotide", problem_type="regression", num_labels=1, metric="pearson_r2", metric_key="r2",
             head=TOKEN_HEAD, source="StructureImpute (icSHAPE, HEK293)", split_sizes=(14049, 1756, 3095),
+            strand_specific=True,
+            strand_reason="icSHAPE reactivity of each base of the transcript, measured on that strand only.",
             notes="Scored only where the input icSHAPE profile is -1 (missing).", published=_published("SSI"),
         ),
         BeaconTask(
             name="SPL", beacon_dir="SpliceAI", category="function", input_kind="single", level="nucleotide",
             problem_type="single_label_classification", num_labels=3, label_names=SPLICE_LABELS,
             metric="splice_topk_accuracy", metric_key="acc_at_k", head=TOKEN_HEAD, source="SpliceAI",
-            split_sizes=(144628, 18078, 16505), published=_published("SPL"),
+            split_sizes=(144628, 18078, 16505),
+            strand_specific=True,
+            strand_reason="donor (GU) and acceptor (AG) sites are read along the pre-mRNA, 5' to 3'.",
+            published=_published("SPL"),
         ),
         BeaconTask(
             name="APA", beacon_dir="Isoform", category="function", input_kind="single", level="sequence",
             problem_type="regression", num_labels=1, metric="logit_pearson_r2", metric_key="r2",
             head=SEQUENCE_HEAD, source="APARENT (Bogard et al. MPRA)", split_sizes=(145463, 33170, 49755),
+            strand_specific=True,
+            strand_reason="the polyadenylation signal (AAUAAA) and cleavage site act on the sense transcript only.",
             notes="Pearson^2 after a logit transform of clipped predictions and targets.",
             published=_published("APA"),
         ),
@@ -134,25 +153,36 @@ BEACON_TASKS: dict[str, BeaconTask] = {
             name="ncRNA", beacon_dir="NoncodingRNAFamily", category="function", input_kind="single",
             level="sequence", problem_type="single_label_classification", num_labels=13, label_names=NCRNA_LABELS,
             metric="accuracy", metric_key="accuracy", head=SEQUENCE_HEAD, source="nRC (Fiannaca et al. 2017)",
-            split_sizes=(5679, 650, 2600), published=_published("ncRNA"),
+            split_sizes=(5679, 650, 2600),
+            strand_specific=True,
+            strand_reason="an ncRNA family is defined by the molecule's sequence and fold, not its reverse complement.",
+            published=_published("ncRNA"),
         ),
         BeaconTask(
             name="Modif", beacon_dir="Modification", category="function", input_kind="single", level="sequence",
             problem_type="multi_label_classification", num_labels=12, label_names=MODIFICATION_LABELS,
             metric="mean_roc_auc", metric_key="mean_auc", head=SEQUENCE_HEAD, source="MultiRM",
-            split_sizes=(304661, 3599, 1200), published=_published("Modif"),
+            split_sizes=(304661, 3599, 1200),
+            strand_specific=True,
+            strand_reason="modified bases sit on the RNA strand, in motifs read 5' to 3'.",
+            published=_published("Modif"),
         ),
         BeaconTask(
             name="MRL", beacon_dir="MeanRibosomeLoading", category="function", input_kind="single",
             level="sequence", problem_type="regression", num_labels=1, metric="pearson_r2", metric_key="r2",
             head=SEQUENCE_HEAD, source="Optimus (Sample et al. 2019)", split_sizes=(76319, 7600, 7600),
+            strand_specific=True,
+            strand_reason="ribosomes scan the 5'UTR 5' to 3'; its start codons and uORFs are on that strand only.",
             published=_published("MRL"),
         ),
         BeaconTask(
             name="VDP", beacon_dir="Degradation", category="engineering", input_kind="single", level="nucleotide",
             problem_type="regression", num_labels=3, target_names=("reactivity", "deg_Mg_pH10", "deg_Mg_50C"),
             metric="mcrmse", metric_key="mcrmse", head=TOKEN_HEAD, source="OpenVaccine (Kaggle)",
-            split_sizes=(2155, 245, 629), greater_is_better=False, percent=False,
+            split_sizes=(2155, 245, 629),
+            strand_specific=True,
+            strand_reason="degradation and reactivity of each base of one mRNA molecule.",
+            greater_is_better=False, percent=False,
             notes="MCRMSE over the scored (first seq_scored) positions; BEACON's test labels are Kaggle-only.",
             published=_published("VDP"),
         ),
@@ -161,17 +191,24 @@ BEACON_TASKS: dict[str, BeaconTask] = {
             level="sequence", problem_type="regression", num_labels=3, target_names=("ON", "OFF", "ON_OFF"),
             metric="mean_pearson_r2", metric_key="r2", head=SEQUENCE_HEAD,
             source="Angenent-Mari et al. toehold switches", split_sizes=(73227, 9153, 9154),
+            strand_specific=True,
+            strand_reason="a toehold switch is one RNA strand: its toehold and RBS work in that orientation.",
             published=_published("PRS"),
         ),
         BeaconTask(
             name="CRI-On", beacon_dir="CRISPROnTarget", category="engineering", input_kind="single",
             level="sequence", problem_type="regression", num_labels=1, metric="spearman", metric_key="spearman",
-            head=SEQUENCE_HEAD, source="DeepCRISPR", split_sizes=(1453, 207, 416), published=_published("CRI-On"),
+            head=SEQUENCE_HEAD, source="DeepCRISPR", split_sizes=(1453, 207, 416),
+            strand_specific=True,
+            strand_reason="the sgRNA spacer is followed by its PAM (NGG) on one strand; the order is the input.",
+            published=_published("CRI-On"),
         ),
         BeaconTask(
             name="CRI-Off", beacon_dir="CRISPROffTarget", category="engineering", input_kind="pair",
             level="sequence", problem_type="regression", num_labels=1, metric="spearman", metric_key="spearman",
             head=PAIR_INPUT_HEAD, source="DeepCRISPR", split_sizes=(14223, 2032, 4064),
+            strand_specific=True,
+            strand_reason="sgRNA and off-target site are aligned 5' to 3' with the PAM last.",
             published=_published("CRI-Off"),
         ),
     )

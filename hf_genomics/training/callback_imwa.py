@@ -102,9 +102,12 @@ class IMWACallback(TrainerCallback):
     With ``ema_decay``, an EMA (:class:`ModelEMA`) follows the *average* of the replicas, one update per
     replica step: in a single process it is fed the replicas' mean after each round of ``K`` steps; with
     several processes each rank keeps an EMA of its replica and the EMAs are averaged with the replicas,
-    which by linearity is the EMA of the average. It is evaluated after every evaluation during training
-    (metrics prefixed ``eval_ema``), saved in each checkpoint as a Hub-ready ``ema/`` folder, and available
-    as :attr:`ema_model`, :meth:`evaluate_ema` and :meth:`save_ema`.
+    which by linearity is the EMA of the average. With ``ema_warmup`` (default) its decay starts with
+    :class:`ModelEMA`'s warm-up, ``min(ema_decay, (1 + t) / (10 + t))`` at update ``t``, so it leaves the
+    initial weights within the first updates. It is evaluated after every evaluation during training, with the
+    Trainer's data and ``compute_metrics`` (metrics prefixed ``eval_ema``, next to the model's ``eval``), saved in
+    each checkpoint as a Hub-ready ``ema/`` folder, and available as :attr:`ema_model`, :meth:`evaluate_ema` and
+    :meth:`save_ema`.
 
     Checkpoints get ``imwa_state.json`` and one ``imwa_replicas-rank{r}.safetensors`` per process (every
     replica's weights, buffers and optimizer state, and the EMA), so ``trainer.train(resume_from_checkpoint=...)``
@@ -120,6 +123,8 @@ class IMWACallback(TrainerCallback):
         num_episodes: episodes E (1 = vanilla model weight averaging).
         optimizer_state: ``"keep"``, ``"reset"`` or ``"average"`` at episode ends.
         ema_decay: decay per replica step of an EMA of the averaged model; ``None`` for no EMA.
+        ema_warmup: cap the EMA's decay at ``(1 + t) / (10 + t)`` for its update ``t`` (TensorFlow's
+            ``ExponentialMovingAverage`` rule).
 
     Example::
 
@@ -135,6 +140,7 @@ class IMWACallback(TrainerCallback):
         num_episodes: int = 4,
         optimizer_state: str = "keep",
         ema_decay: float | None = None,
+        ema_warmup: bool = True,
     ):
         if num_models is not None and (not isinstance(num_models, int) or num_models < 1):
             raise ValueError(f"num_models must be a positive integer or None, got {num_models!r}.")
@@ -149,6 +155,7 @@ class IMWACallback(TrainerCallback):
         self.num_episodes = num_episodes
         self.optimizer_state = optimizer_state
         self.ema_decay = ema_decay
+        self.ema_warmup = ema_warmup
         self.ema: ModelEMA | None = None
         self._sync_off = contextlib.ExitStack()
         self._evaluating_ema = False
@@ -186,7 +193,7 @@ class IMWACallback(TrainerCallback):
         self._buffer_slots = [[b.clone() for b in self._buffers] for _ in range(local_models)]
         self._optimizer_slots: list[dict] = [{} for _ in range(local_models)]
         if self.ema_decay is not None:
-            self.ema = ModelEMA(self._model)
+            self.ema = ModelEMA(self._model, warmup=self.ema_warmup)
             self._mean_model = copy.deepcopy(self._model) if local_models > 1 else None
         if state.global_step > 0:
             self._load(os.path.join(args.output_dir, f"checkpoint-{state.global_step}"))
@@ -328,7 +335,7 @@ class IMWACallback(TrainerCallback):
             all_reduce_mean_([value for param in self._params
                               for value in self._optimizer.state.get(param, {}).values() if torch.is_tensor(value)])
         if self.ema is not None:
-            all_reduce_mean_(list(self.ema.state_dict().values()))
+            all_reduce_mean_(list(self.ema.module.state_dict().values()))
 
     # ---- EMA ----------------------------------------------------------------------------------
 
@@ -341,15 +348,12 @@ class IMWACallback(TrainerCallback):
         """Evaluate the EMA weights with ``trainer.evaluate`` (all processes must call it together)."""
         if self.ema is None:
             raise ValueError("evaluate_ema needs IMWACallback(ema_decay=...) and a started training run.")
-        model = self.trainer.accelerator.unwrap_model(self.trainer.model)
-        live = {name: value.clone() for name, value in model.state_dict().items()}
-        model.load_state_dict(self.ema.state_dict())
         self._evaluating_ema = True
         try:
-            return self.trainer.evaluate(eval_dataset, metric_key_prefix=metric_key_prefix)
+            with self.ema.swapped_into(self.trainer.accelerator.unwrap_model(self.trainer.model)):
+                return self.trainer.evaluate(eval_dataset, metric_key_prefix=metric_key_prefix)
         finally:
             self._evaluating_ema = False
-            model.load_state_dict(live)
 
     def save_ema(self, output_dir: str) -> None:
         """Save the EMA model as a Hub-ready folder (``save_pretrained``), with the Trainer's processing class."""
@@ -384,7 +388,8 @@ class IMWACallback(TrainerCallback):
             with open(os.path.join(folder, IMWA_STATE_NAME), "w") as f:
                 json.dump({"num_models": self.num_models, "num_episodes": self.num_episodes,
                            "steps_per_episode": self.steps_per_episode, "live_replica": self.live,
-                           "optimizer_state": self.optimizer_state, "ema_decay": self.ema_decay}, f, indent=2)
+                           "optimizer_state": self.optimizer_state, "ema_decay": self.ema_decay,
+                           "ema_warmup": self.ema_warmup}, f, indent=2)
 
     @torch.no_grad()
     def _load(self, folder: str) -> None:

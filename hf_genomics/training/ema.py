@@ -6,11 +6,15 @@ EMA option of :class:`IMWACallback`.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 
 import torch
 from torch import nn
+
+# Key of the update count in :meth:`ModelEMA.state_dict` (the warm-up depends on it, so checkpoints keep it).
+NUM_UPDATES_KEY = "ema_num_updates"
 
 
 def module_device(module: nn.Module) -> torch.device | None:
@@ -32,17 +36,30 @@ class ModelEMA:
     computations, never these weights. Before each update the copy moves to ``model``'s device if ``model``
     sits on one device (e.g. it was placed after the copy was made).
 
+    With ``warmup=True`` the update after ``t`` earlier ones uses ``min(momentum, (1 + t) / (10 + t))``, the
+    ``num_updates`` rule of TensorFlow's ``ExponentialMovingAverage``: 0.1, 0.18, 0.25, ... so the copy leaves its
+    initial weights within the first steps instead of keeping ``momentum^t`` of them. :meth:`state_dict` holds the
+    update count with the weights (key ``ema_num_updates``), so a resumed run continues the warm-up exactly.
+
     >>> import torch
     >>> net = torch.nn.Linear(1, 1, bias=False)
     >>> _ = net.weight.data.fill_(1.0)
     >>> ema = ModelEMA(net)
     >>> _ = net.weight.data.fill_(3.0)
-    >>> ema.update(net, momentum=0.75)
+    >>> _ = ema.update(net, momentum=0.75)
     >>> round(ema.module.weight.item(), 4)
     1.5
+    >>> warm = ModelEMA(net, warmup=True)
+    >>> _ = net.weight.data.fill_(13.0)
+    >>> warm.update(net, momentum=0.75)  # the first update moves 90 % of the way
+    0.1
+    >>> round(warm.module.weight.item(), 4)
+    12.0
     """
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, warmup: bool = False):
+        self.warmup = warmup
+        self.num_updates = 0
         self.module = copy.deepcopy(model)
         self.module.eval()
         self.module.requires_grad_(False)
@@ -51,9 +68,12 @@ class ModelEMA:
                 tensor.data = tensor.data.float()
 
     @torch.no_grad()
-    def update(self, model: nn.Module, momentum: float) -> None:
+    def update(self, model: nn.Module, momentum: float) -> float:
+        """Move the copy towards ``model``; returns the momentum used (``momentum`` or its warm-up cap)."""
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"EMA momentum must be in [0, 1], got {momentum}.")
+        if self.warmup:
+            momentum = min(momentum, (1 + self.num_updates) / (10 + self.num_updates))
         device = module_device(model)
         if device is not None:
             self.module.to(device)
@@ -70,12 +90,33 @@ class ModelEMA:
                 ema_value.lerp_(value, 1.0 - momentum)
             else:
                 ema_value.copy_(value)
+        self.num_updates += 1
+        return momentum
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return self.module.state_dict()
+        """The copy's ``state_dict`` plus the update count under ``ema_num_updates``."""
+        return {**self.module.state_dict(), NUM_UPDATES_KEY: torch.tensor(self.num_updates)}
 
     def load_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
+        state_dict = dict(state_dict)
+        num_updates = state_dict.pop(NUM_UPDATES_KEY, None)
+        if num_updates is None and self.warmup:
+            raise ValueError(f"The EMA state has no `{NUM_UPDATES_KEY}` (it predates the EMA warm-up), so the warm-up "
+                             "cannot continue where it was; resume with the warm-up off.")
         self.module.load_state_dict(state_dict)
+        if num_updates is not None:
+            self.num_updates = int(num_updates)
+
+    @contextlib.contextmanager
+    def swapped_into(self, model: nn.Module):
+        """Load the EMA weights into ``model`` (which it copies) for the ``with`` block, then restore ``model``'s own:
+        the EMA is evaluated with the very ``Trainer``, data and metrics that evaluate ``model``."""
+        live = {name: value.clone() for name, value in model.state_dict().items()}
+        model.load_state_dict(self.module.state_dict())
+        try:
+            yield model
+        finally:
+            model.load_state_dict(live)
 
     def __call__(self, *args, **kwargs):
         return self.module(*args, **kwargs)

@@ -42,15 +42,18 @@ def linear_classifier(model: nn.Module) -> nn.Linear:
     return linears[-1]
 
 
-def default_views(tokenizer) -> tuple[Compose, Compose]:
+def default_views(tokenizer, reverse_complement_prob: float = 0.0) -> tuple[Compose, Compose]:
     """Weak view (shift by up to 3 tokens + 2% point mutations) and strong view (10% point mutations,
-    15% masking, reverse complement with probability 0.5) of a tokenized batch."""
+    15% masking, reverse complement with probability ``reverse_complement_prob``) of a tokenized batch.
+
+    Reverse complement is off by default: it keeps the label only of tasks that hold on both DNA strands (see
+    :func:`~hf_genomics.data.augment.reverse_complement_probability`, and the tasks' ``strand_specific``)."""
     weak = Compose([RandomShift(tokenizer, max_shift=3, seed=0), PointMutation(tokenizer, rate=0.02, seed=0)])
     strong = Compose(
         [
             PointMutation(tokenizer, rate=0.1, seed=0),
             RandomMasking(tokenizer, rate=0.15, seed=0),
-            ReverseComplement(tokenizer, p=0.5, seed=0),
+            ReverseComplement(tokenizer, p=reverse_complement_prob, seed=0),
         ]
     )
     return weak, strong
@@ -133,10 +136,19 @@ class LayerMatchTrainer(EMATeacherTrainer):
         the mean of the current weak-view softmax and a per-sequence EMA (momentum
         ``prediction_ema_momentum``) of its past weak-view softmax outputs.
 
-    The EMA teacher (``teacher_momentum_base``, default 0.99 because our runs are short) and the
-    prediction EMA are saved in every checkpoint and restored on resume. The unlabeled dataset may
-    keep a ``labels`` column: it is removed before anything is computed from the batch and used only
-    to log ``pseudo_label_accuracy``. Logged with each training loss: ``loss_supervised``,
+    The EMA teacher (``teacher_momentum_base``, default 0.99 because our runs are short) starts with
+    :class:`ModelEMA`'s warm-up (``ema_warmup=True``: momentum ``min(m, (1 + t) / (10 + t))`` at update ``t``), so it
+    leaves its initial weights (a fresh classifier head is random) within the first steps. Without it the teacher
+    keeps ``0.99^t`` of them, and the average passes ``threshold=0.95`` only where the teacher alone is 0.9
+    confident: no pseudo-label is kept, however confident the model. The teacher and the prediction EMA are
+    saved in every checkpoint and restored on resume.
+
+    ``evaluate`` and ``predict`` report the EMA teacher's metrics next to the model's: the same data and
+    ``compute_metrics`` with the teacher's weights, under ``<prefix>_ema_*`` (``eval_accuracy`` and
+    ``eval_ema_accuracy``); the predictions are the model's, and ``<prefix>_runtime`` covers both passes.
+
+    The unlabeled dataset may keep a ``labels`` column: it is removed before anything is computed from the
+    batch and used only to log ``pseudo_label_accuracy``. Logged with each training loss: ``loss_supervised``,
     ``loss_unsupervised``, ``mask_rate`` (fraction of pseudo-labels kept) and, when labels are there,
     ``pseudo_label_accuracy`` (of the kept pseudo-labels).
 
@@ -164,9 +176,10 @@ class LayerMatchTrainer(EMATeacherTrainer):
         weak_augment=None,
         strong_augment=None,
         teacher_momentum_base: float = 0.99,
+        ema_warmup: bool = True,
         **kwargs,
     ):
-        super().__init__(*args, teacher_momentum_base=teacher_momentum_base, **kwargs)
+        super().__init__(*args, teacher_momentum_base=teacher_momentum_base, ema_warmup=ema_warmup, **kwargs)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
         for name, value in (("grad_relu", grad_relu), ("avg_clustering", avg_clustering)):
@@ -438,6 +451,17 @@ class LayerMatchTrainer(EMATeacherTrainer):
                 tensors = [F.pad(t, (0, length - t.shape[1]), value=value) for t in tensors]
             joined[key] = torch.cat(tensors)
         return joined
+
+    # ---- Evaluation ----
+
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                        metric_key_prefix="eval"):
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+        with self.teacher.swapped_into(self.accelerator.unwrap_model(self.model)):
+            teacher = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,
+                                              f"{metric_key_prefix}_ema")
+        output.metrics.update(teacher.metrics)
+        return output
 
     # ---- Logging ----
 

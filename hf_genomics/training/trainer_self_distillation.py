@@ -12,7 +12,15 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.utils import ModelOutput
 
-from ..data.augment import Compose, PointMutation, RandomMasking, RandomShift, ReverseComplement
+from ..data.augment import (
+    Compose,
+    PointMutation,
+    RandomMasking,
+    RandomShift,
+    ReverseComplement,
+    nucleotide_letters,
+    reverse_complement_probability,
+)
 from .ema import module_device
 from .trainer_teacher import EMATeacherTrainer, cosine_momentum
 
@@ -40,15 +48,21 @@ def default_views(
     tokenizer,
     mlm_probability: float = 0.15,
     mutation_rate: float = 0.01,
-    reverse_complement_p: float = 0.5,
+    reverse_complement_prob: float | None = None,
     max_shift: int = 20,
 ) -> tuple[Compose, RandomShift]:
-    """FinDNA's views: student = point-mutated, reverse-complemented (p), then masked (writes MLM
-    ``labels``); teacher = the sequence circularly shifted by up to ``max_shift`` positions."""
+    """FinDNA's views: student = point-mutated, reverse-complemented (``reverse_complement_prob``), then masked
+    (writes MLM ``labels``); teacher = the sequence circularly shifted by up to ``max_shift`` positions.
+
+    ``reverse_complement_prob=None``: 0.5 for a DNA tokenizer (genome pretraining: both strands are DNA), 0 for an
+    RNA one (``ACGU``: an RNA's reverse complement is another molecule). RNA written in DNA letters (BEACON's
+    tokenizer) cannot be told apart here: pass 0."""
+    if reverse_complement_prob is None:
+        reverse_complement_prob = reverse_complement_probability("U" in nucleotide_letters(tokenizer))
     student = Compose(
         [
             PointMutation(tokenizer, rate=mutation_rate),
-            ReverseComplement(tokenizer, p=reverse_complement_p),
+            ReverseComplement(tokenizer, p=reverse_complement_prob),
             RandomMasking(tokenizer, rate=mlm_probability, labels_key="labels"),
         ]
     )
@@ -124,8 +138,9 @@ class SelfDistillationTrainer(EMATeacherTrainer):
     for DNA sequence inference", Neural Networks 2024) for any masked-LM model.
 
     Each batch of plain token ids (a padding collator, no pre-masked ``labels``) gives two views: the
-    student sees ``student_augment(batch)`` (default: point-mutated, reverse-complemented, masked; it must
-    write MLM ``labels``), the teacher ``teacher_augment(batch)`` (default: circular shift). The loss is
+    student sees ``student_augment(batch)`` (default, :func:`default_views`: point-mutated, reverse-complemented
+    unless the tokenizer is RNA, masked; it must write MLM ``labels``), the teacher ``teacher_augment(batch)``
+    (default: circular shift). The loss is
 
         ``mlm_loss + distillation_weight * CE(softmax((t - C) / T_t), softmax(s / T_s))``
 

@@ -36,19 +36,21 @@ class EMATeacherTrainer(Trainer):
 
     After every optimizer step the teacher follows the student with momentum
     ``teacher_momentum(step, max_steps)`` (constant ``teacher_momentum_base`` unless a subclass
-    overrides it). The teacher, plus any tensors returned by :meth:`extra_teacher_state`, is saved
-    in every checkpoint as ``teacher_state.safetensors`` and restored by ``resume_from_checkpoint``.
+    overrides it), capped in the first steps by :class:`ModelEMA`'s warm-up if ``ema_warmup=True``
+    (default off; :attr:`last_teacher_momentum` is the momentum actually used). The teacher and its update
+    count, plus any tensors returned by :meth:`extra_teacher_state`, are saved in every checkpoint as
+    ``teacher_state.safetensors`` and restored by ``resume_from_checkpoint``.
     The teacher never receives gradients; it keeps float32 weights on the student's device (:class:`ModelEMA`)
     and subclasses run its forward passes under :meth:`teacher_autocast`. A `processing_class` whose vocabulary
     or special ids disagree with the model's config is refused unless `allow_tokenizer_mismatch=True`.
     """
 
-    def __init__(self, *args, teacher_momentum_base: float = 0.996, allow_tokenizer_mismatch: bool = False,
-                 **kwargs):
+    def __init__(self, *args, teacher_momentum_base: float = 0.996, ema_warmup: bool = False,
+                 allow_tokenizer_mismatch: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         check_tokenizer_matches_model(self.processing_class, self.model, allow_mismatch=allow_tokenizer_mismatch)
         self.teacher_momentum_base = teacher_momentum_base
-        self.teacher = ModelEMA(self.model)
+        self.teacher = ModelEMA(self.model, warmup=ema_warmup)
         self.last_teacher_momentum = teacher_momentum_base
         self.add_callback(_TeacherUpdateCallback(self))
 
@@ -56,9 +58,9 @@ class EMATeacherTrainer(Trainer):
         return self.teacher_momentum_base
 
     def update_teacher(self, step: int, max_steps: int) -> None:
-        self.last_teacher_momentum = self.teacher_momentum(step, max_steps)
         # ModelEMA follows the student's device (DeepSpeed/FSDP place the model after the teacher was copied).
-        self.teacher.update(self.accelerator.unwrap_model(self.model), self.last_teacher_momentum)
+        self.last_teacher_momentum = self.teacher.update(self.accelerator.unwrap_model(self.model),
+                                                         self.teacher_momentum(step, max_steps))
 
     def teacher_autocast(self):
         """The mixed-precision context the Trainer's model forward runs in (``bf16``/``fp16``; a no-op otherwise).

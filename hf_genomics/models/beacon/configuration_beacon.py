@@ -4,6 +4,7 @@ from transformers import PreTrainedConfig
 from transformers.activations import ACT2FN
 
 POSITION_EMBEDDING_TYPES = ("alibi", "absolute")
+CLASSIFIER_POOLING_TYPES = ("cls", "mean")
 
 
 class BeaconConfig(PreTrainedConfig):
@@ -14,10 +15,13 @@ class BeaconConfig(PreTrainedConfig):
     10-token single-nucleotide vocabulary). `position_embedding_type="absolute"` with `max_position_embeddings`
     gives a BERT with learned positions (DNABERT-style k-mer models).
 
-    Head options: `classifier_dropout` (sequence, token and pair heads; defaults to `hidden_dropout_prob`) and the
-    2-D ResNet of [`BeaconForPairwisePrediction`]: `pairwise_channels`, `pairwise_num_blocks`, `pairwise_dropout`,
-    and `pairwise_pos_weight`, the weight of positive pairs in its binary cross-entropy (BEACON: none, i.e. 1; a
-    secondary-structure map has about one pair per hundred cells, and short runs otherwise predict no pair at all).
+    Head options: `classifier_pooling`, what the sequence-level heads pool before `tanh(dense(.))`: `"cls"` (the
+    `<cls>` state, as BERT and BEACON-B) or `"mean"` (the mean over each sequence's tokens, `<cls>` and `<eos>`
+    included, as ModernBERT's `classifier_pooling="mean"`); `classifier_dropout` (sequence, token and pair heads;
+    defaults to `hidden_dropout_prob`) and the 2-D ResNet of [`BeaconForPairwisePrediction`]: `pairwise_channels`,
+    `pairwise_num_blocks`, `pairwise_dropout`, and `pairwise_pos_weight`, the weight of positive pairs in its binary
+    cross-entropy (BEACON: none, i.e. 1; a secondary-structure map has about one pair per hundred cells, and short
+    runs otherwise predict no pair at all).
 
     Example:
 
@@ -47,6 +51,7 @@ class BeaconConfig(PreTrainedConfig):
     initializer_range: float = 0.02
     layer_norm_eps: float = 1e-12
     pad_token_id: int | None = 1
+    classifier_pooling: str = "cls"
     classifier_dropout: float | None = None
     pairwise_channels: int = 48
     pairwise_num_blocks: int = 16
@@ -93,6 +98,10 @@ class BeaconConfig(PreTrainedConfig):
             raise ValueError(
                 f"`position_embedding_type` must be one of {POSITION_EMBEDDING_TYPES}, "
                 f"got {self.position_embedding_type!r}."
+            )
+        if self.classifier_pooling not in CLASSIFIER_POOLING_TYPES:
+            raise ValueError(
+                f"`classifier_pooling` must be one of {CLASSIFIER_POOLING_TYPES}, got {self.classifier_pooling!r}."
             )
         if self.position_embedding_type == "absolute":
             if not isinstance(self.max_position_embeddings, int) or self.max_position_embeddings < 1:

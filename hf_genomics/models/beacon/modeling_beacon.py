@@ -30,7 +30,7 @@ from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput, TransformersKwargs, can_return_tuple, logging
 from transformers.utils.output_capturing import capture_outputs
 
-from .configuration_beacon import BeaconConfig
+from .configuration_beacon import CLASSIFIER_POOLING_TYPES, BeaconConfig
 
 logger = logging.get_logger(__name__)
 
@@ -508,15 +508,27 @@ class BeaconEncoder(nn.Module):
 
 
 class BeaconPooler(nn.Module):
-    """tanh(dense(h_cls)): the first token's final state, as in BERT and BEACON-B."""
+    """tanh(dense(h)), h the first token's final state (`config.classifier_pooling="cls"`, as BERT and BEACON-B) or
+    the mean of the final states over the attended tokens, special tokens included (`"mean"`, as ModernBERT)."""
 
     def __init__(self, config: BeaconConfig):
         super().__init__()
+        self.config = config
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.activation = nn.Tanh()
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.activation(self.dense(hidden_states[:, 0]))
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        pooling = self.config.classifier_pooling
+        if pooling == "cls":
+            pooled = hidden_states[:, 0]
+        elif pooling == "mean" and attention_mask is None:
+            pooled = hidden_states.mean(dim=1)
+        elif pooling == "mean":
+            weights = attention_mask.to(hidden_states).unsqueeze(-1)
+            pooled = (hidden_states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+        else:  # set after the config checked it, e.g. by a `from_pretrained` keyword
+            raise ValueError(f"`classifier_pooling` must be one of {CLASSIFIER_POOLING_TYPES}, got {pooling!r}.")
+        return self.activation(self.dense(pooled))
 
 
 class BeaconPredictionHeadTransform(nn.Module):
@@ -710,7 +722,8 @@ def split_sequences(
 
 
 class BeaconModel(BeaconPreTrainedModel):
-    """The bare BEACON-B encoder: `last_hidden_state` and `pooler_output` = tanh(dense(h_cls)).
+    """The bare BEACON-B encoder: `last_hidden_state` and `pooler_output` = tanh(dense(h)), h the `<cls>` state or
+    the sequence's mean state ([`BeaconPooler`], `config.classifier_pooling`).
 
     Packed rows: for ALiBi models `position_ids` mark sequences, each starting at position id 0 (as transformers'
     `DataCollatorWithFlattening` and [`DataCollatorForPacking`] make them). Attention and ALiBi distances then stay
@@ -768,8 +781,8 @@ class BeaconModel(BeaconPreTrainedModel):
         pooled_output = None
         if self.pooler is not None:
             packed = position_ids is not None and self.alibi is not None
-            first_tokens = split_sequences(sequence_output, sequence_ids)[0] if packed else sequence_output
-            pooled_output = self.pooler(first_tokens)
+            rows, mask = split_sequences(sequence_output, sequence_ids) if packed else (sequence_output, attention_mask)
+            pooled_output = self.pooler(rows, mask)
         return BaseModelOutputWithPooling(last_hidden_state=sequence_output, pooler_output=pooled_output)
 
 
@@ -890,8 +903,9 @@ def _classifier_dropout(config: BeaconConfig) -> float:
 
 
 class BeaconForSequenceClassification(BeaconPreTrainedModel):
-    """BEACON-B with a linear `classifier` on the pooled `<cls>` state: single-label classification,
-    multi-label classification or regression, chosen by `config.problem_type` (as transformers' BERT)."""
+    """BEACON-B with a linear `classifier` on the pooled state (`<cls>` or mean, `config.classifier_pooling`):
+    single-label classification, multi-label classification or regression, chosen by `config.problem_type` (as
+    transformers' BERT)."""
 
     def __init__(self, config: BeaconConfig):
         super().__init__(config)
