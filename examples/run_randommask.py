@@ -43,11 +43,18 @@ from hf_genomics import (
     write_model_card,
 )
 from hf_genomics.corpus import default_corpus_files
-from hf_genomics.data.pretraining_corpus import build_pretraining_dataset, iterable_pretraining_dataset
+from hf_genomics.data.pretraining_corpus import (
+    build_pretraining_dataset,
+    iterable_pretraining_dataset,
+    split_long_sequences,
+)
 from hf_genomics.training.checkpoints import check_checkpoint_fits
 from hf_genomics.training.run_folder import RunArguments, finish_run, prepare_run
 
 logger = logging.getLogger(__name__)
+# Training rows whose token frequencies give the training loss' no-context floor.
+FLOOR_ROWS = 20_000
+REPORTED = ("heldout_loss_before", "heldout_loss_after", "heldout_no_context_floor", "heldout_loss_minus_floor")
 
 
 @dataclass
@@ -121,7 +128,9 @@ def load_corpus(data_args: DataArguments, seed: int):
         missing = [split for split in ("train", "validation") if split not in corpus]
         if missing:
             raise ValueError(f"{data_args.dataset_dir} lacks the split(s) {missing}; it has {list(corpus)}.")
-        return corpus["train"], corpus["validation"]
+        # Hub corpora hold whole sequences (Rfam: up to 4 kb): cut long ones into windows rather than truncate them.
+        cut = dict(batched=True, fn_kwargs={"max_length": data_args.max_length, "min_length": data_args.min_length})
+        return corpus["train"].map(split_long_sequences, **cut), corpus["validation"].map(split_long_sequences, **cut)
     paths = data_args.train_file or [str(path) for path in default_corpus_files("dna")]
     chunking = dict(
         max_length=data_args.max_length,
@@ -271,7 +280,14 @@ def main(argv: list[str] | None = None) -> dict:
     if data_args.streaming:
         # Let accelerate shard the stream per process instead of reading everything on rank 0 and sending it.
         training_args.accelerator_config.dispatch_batches = False
-    callback = RandomMaskCallback(collator)
+    # The no-context floor of each split's loss (module docstring of hf_genomics.metrics.mlm_floor; it does not
+    # depend on the span schedule): the training loss is logged next to the training corpus' floor, the held-out
+    # loss next to the held-out set's.
+    floor_rows = train_dataset.take(FLOOR_ROWS) if data_args.streaming else \
+        train_dataset.select(range(min(FLOOR_ROWS, len(train_dataset))))
+    floors = {"train_no_context_floor": collator.no_context_floor(row["input_ids"] for row in floor_rows),
+              "heldout_no_context_floor": collator.no_context_floor(row["input_ids"] for row in eval_dataset)}
+    callback = RandomMaskCallback(collator, no_context_floor=floors["train_no_context_floor"])
     trainer = Trainer(
         model=model,
         args=training_args,
@@ -290,7 +306,7 @@ def main(argv: list[str] | None = None) -> dict:
             return heldout_loss(model, eval_dataset, tokenizer, data_args, training_args.per_device_eval_batch_size,
                                 1234)
 
-    results = {"heldout_loss_before": score()}
+    results = {"heldout_loss_before": score(), **floors}
     check_checkpoint_fits(trainer, checkpoint)
     train_output = trainer.train(resume_from_checkpoint=checkpoint)
     results["heldout_loss_after"] = score()
@@ -304,7 +320,9 @@ def main(argv: list[str] | None = None) -> dict:
         for entry in trainer.state.log_history
         if "randommask_phase" in entry
     ]
-    logger.info("held-out loss %.4f -> %.4f", results["heldout_loss_before"], results["heldout_loss_after"])
+    results["heldout_loss_minus_floor"] = results["heldout_loss_after"] - floors["heldout_no_context_floor"]
+    logger.info("held-out loss %.4f -> %.4f (no-context floor %.4f: %+.4f)", results["heldout_loss_before"],
+                results["heldout_loss_after"], floors["heldout_no_context_floor"], results["heldout_loss_minus_floor"])
 
     trainer.save_model(training_args.output_dir)
     trainer.save_state()  # trainer_state.json: the loss and masking curves for reports
@@ -314,7 +332,7 @@ def main(argv: list[str] | None = None) -> dict:
             model_name=Path(training_args.output_dir).name,
             tags=["dna", "randommask", "masked-language-modeling"],
             training_summary=training_summary(data_args, model_args, training_args, collator),
-            metrics={key: round(results[key], 4) for key in ("heldout_loss_before", "heldout_loss_after")},
+            metrics={key: round(results[key], 4) for key in REPORTED},
         )
         (Path(training_args.output_dir) / "randommask_results.json").write_text(json.dumps(results, indent=2))
     if recorder is not None:
@@ -329,7 +347,7 @@ def main(argv: list[str] | None = None) -> dict:
         }
         Path(data_args.debug_rank_dump).mkdir(parents=True, exist_ok=True)
         (Path(data_args.debug_rank_dump) / f"rank{rank}.json").write_text(json.dumps(dump, indent=2))
-    print(json.dumps({key: results[key] for key in ("heldout_loss_before", "heldout_loss_after", "train_loss")}))
+    print(json.dumps({key: results[key] for key in (*REPORTED, "train_loss", "train_no_context_floor")}))
     finish_run(training_args.output_dir)
     return results
 

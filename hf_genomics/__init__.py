@@ -23,9 +23,17 @@ from .models.beacon import (
 from .models.baselines import BaselineConfig, BaselineForSequenceClassification
 from .model_card import write_model_card
 from .hub_cache import publish_to_local_cache
-from .data.augment import Compose, PointMutation, RandomMasking, RandomShift, ReverseComplement
+from .data.augment import (
+    Compose,
+    PointMutation,
+    RandomMasking,
+    RandomShift,
+    ReverseComplement,
+    reverse_complement_probability,
+)
 from .data.collator_randommask import DataCollatorForRandomMask, RandomMaskSchedule
 from .data.beacon import BEACON_TASKS, BeaconTask, get_task
+from .data.gue import GUE_TASKS, GueTask, find_gue_task
 from .data.collator_beacon import DataCollatorForBeacon, encode_beacon_batch
 from .data.collator_packing import DataCollatorForPacking
 from .data.hub_dataset import beacon_features, HubConfig, write_hub_dataset
@@ -53,6 +61,7 @@ from .metrics import (
     mcrmse,
     mean_pearson_r2,
     mean_roc_auc,
+    no_context_mlm_loss,
     pearson_r2,
     secondary_structure_f1,
     spearman,
@@ -97,11 +106,15 @@ __all__ = [
     "RandomMasking",
     "RandomShift",
     "ReverseComplement",
+    "reverse_complement_probability",
     "DataCollatorForRandomMask",
     "RandomMaskSchedule",
     "BEACON_TASKS",
     "BeaconTask",
     "get_task",
+    "GUE_TASKS",
+    "GueTask",
+    "find_gue_task",
     "DataCollatorForBeacon",
     "encode_beacon_batch",
     "DataCollatorForPacking",
@@ -129,6 +142,7 @@ __all__ = [
     "mcrmse",
     "mean_pearson_r2",
     "mean_roc_auc",
+    "no_context_mlm_loss",
     "pearson_r2",
     "secondary_structure_f1",
     "spearman",

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from transformers import DataCollatorForLanguageModeling
 
+from ..metrics.mlm_floor import no_context_mlm_loss
+
 _NUCLEOTIDES = frozenset("ACGTU")
 # One statistics row per writer: the main process (row 0) and DataLoader workers 0..62 (rows 1..63).
 # Each row is written by a single process, so no two processes ever race on the same counters.
@@ -262,6 +264,14 @@ class DataCollatorForRandomMask(DataCollatorForLanguageModeling):
             "hidden_nucleotides": int(totals[_HIDDEN]),
             "batches_per_phase": [int(count) for count in totals[_NUM_COUNTERS:]],
         }
+
+    def no_context_floor(self, input_ids) -> float:
+        """The lowest loss this collator's masking allows without context (:func:`no_context_mlm_loss`), from the
+        maskable tokens of ``input_ids`` (id rows, e.g. a tokenized corpus' ``input_ids`` column)."""
+        rows = list(input_ids)
+        flat = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=sum(len(row) for row in rows))
+        counts = np.bincount(flat, minlength=len(self._maskable_id)) * self._maskable_id.numpy()
+        return no_context_mlm_loss(counts, self._kmer_ids.numpy(), self.mask_replace_prob, self.random_replace_prob)
 
     # ----- random generator -----
 

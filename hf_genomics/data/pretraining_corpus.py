@@ -83,6 +83,18 @@ def cut_chunks(
     return chunks
 
 
+def split_long_sequences(batch: dict, max_length: int, min_length: int = 1) -> dict:
+    """``Dataset.map(batched=True)`` function: each ``sequence`` longer than ``max_length`` becomes consecutive
+    windows of ``max_length`` (a later window shorter than ``min_length`` is dropped); other columns are repeated."""
+    out = {key: [] for key in batch}
+    for index, sequence in enumerate(batch["sequence"]):
+        windows = [sequence[start : start + max_length] for start in range(0, len(sequence), max_length)]
+        windows = [window for window in windows if len(window) >= min_length] or windows[:1]
+        for key in batch:
+            out[key].extend(windows if key == "sequence" else [batch[key][index]] * len(windows))
+    return out
+
+
 def pretraining_chunks(
     paths: Sequence[str | Path],
     split: str = "train",

@@ -16,6 +16,7 @@ from .functional import (
     spearman,
     splice_topk_accuracy,
 )
+from .mlm_floor import no_context_mlm_loss
 
 __all__ = [
     "BeaconMetrics",
@@ -34,4 +35,5 @@ __all__ = [
     "secondary_structure_f1",
     "spearman",
     "splice_topk_accuracy",
+    "no_context_mlm_loss",
 ]

@@ -24,17 +24,20 @@ class RandomMaskCallback(TrainerCallback):
     At each training log it adds ``randommask_phase`` and ``randommask_boundary`` (the phase and ``m`` of the
     logged step), ``randommask_masked_fraction`` (masked / maskable tokens) and ``randommask_hidden_nucleotides``
     (hidden nucleotides per sequence), the last two over this process's batches collated since the previous
-    log; batches collated during evaluation are left out.
+    log; batches collated during evaluation are left out. Given the corpus' ``no_context_floor``
+    (:meth:`DataCollatorForRandomMask.no_context_floor`), it logs it next to every training loss, with
+    ``loss_minus_floor``: a masked-LM loss that does not go below the floor learnt no context.
 
     Trainer puts reporting callbacks (``report_to``) before user callbacks; to have them record these
     metrics too, insert this callback first: ``trainer.callback_handler.callbacks.insert(0, callback)``.
     ``state.log_history`` and the progress bar always get them.
     """
 
-    def __init__(self, collator: DataCollatorForRandomMask):
+    def __init__(self, collator: DataCollatorForRandomMask, no_context_floor: float | None = None):
         if not isinstance(collator, DataCollatorForRandomMask):
             raise ValueError(f"RandomMaskCallback needs a DataCollatorForRandomMask, got {type(collator).__name__}.")
         self.collator = collator
+        self.no_context_floor = no_context_floor
         self._since_last_log = collator.statistics()
         self._resuming = False
         self._before_evaluation = None
@@ -78,6 +81,9 @@ class RandomMaskCallback(TrainerCallback):
             "randommask_hidden_nucleotides": (current["hidden_nucleotides"] - previous["hidden_nucleotides"])
             / max(sequences, 1),
         }
+        if self.no_context_floor is not None:
+            metrics["no_context_floor"] = self.no_context_floor
+            metrics["loss_minus_floor"] = logs["loss"] - self.no_context_floor
         logs.update(metrics)
         # Trainer.log appended a copy of `logs` to the history before calling back.
         if state.log_history and state.log_history[-1].get("step") == state.global_step:
