@@ -101,6 +101,8 @@ def build_corpus(records, excluded: dict[str, set[str]], heldout_family_fraction
     splits = {"train": [row for row, chosen in zip(seen_families, in_validation) if not chosen],
               "validation": [row for row, chosen in zip(seen_families, in_validation) if chosen],
               "test": [row for row in kept if row["family"] in heldout]}
+    # Seeded shuffles: the first rows of a split (what `--max_eval_samples` scores) are a sample of all its families.
+    splits = {split: [rows[index] for index in rng.permutation(len(rows))] for split, rows in splits.items()}
     in_evaluation = sum(normalize(sequence) in everything for _, _, sequence in records)
     report = {
         "records": len(records),

@@ -10,11 +10,15 @@ Tiny defaults (2 layers, hidden 64, 6-mers, 128 bp chunks of the embedded human 
     torchrun --nproc_per_node 2 examples/run_randommask.py --use_cpu
 
 Other data: `--train_file` (FASTA/FASTA.gz, text with one sequence per line, Parquet with a `sequence`
-column; repeatable), `--dataset_dir` (a Hub dataset folder, e.g. from dataset_scripts/build_pretraining_corpus.py),
-`--streaming` (iterate without loading into memory; needs `--max_steps`, which drives the schedule).
-The held-out loss is measured before and after training with DNABERT's fixed masking (same masks both times),
-so it is comparable across phases; it is printed and saved in `randommask_results.json`. Pass `--eval_strategy steps`
-for Trainer's own evaluation during training (under the current phase's masking).
+column; repeatable), `--dataset_dir` (a Hub dataset folder, e.g. from dataset_scripts/build_pretraining_corpus.py
+or build_rfam_corpus.py; sequences longer than --max_length are cut into windows), `--streaming` (iterate without
+loading into memory; needs `--max_steps`, which drives the schedule).
+The held-out loss (and, if the Hub corpus has a `test` split such as Rfam's held-out families, the test loss) is
+measured before and after training with DNABERT's fixed masking (same masks both times), so it is comparable across
+phases. Each is printed and saved in `randommask_results.json` next to its no-context floor, the lowest loss a
+predictor without context reaches under the same masking (hf_genomics.metrics.mlm_floor); the training logs carry the
+training corpus' floor too. Pass `--eval_strategy steps` for Trainer's own evaluation during training (under the
+current phase's masking).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from datasets import load_dataset
+from datasets import IterableDataset, load_dataset
 from torch.utils.data import DataLoader
 from transformers import HfArgumentParser, Trainer, TrainingArguments
 
@@ -54,7 +58,6 @@ from hf_genomics.training.run_folder import RunArguments, finish_run, prepare_ru
 logger = logging.getLogger(__name__)
 # Training rows whose token frequencies give the training loss' no-context floor.
 FLOOR_ROWS = 20_000
-REPORTED = ("heldout_loss_before", "heldout_loss_after", "heldout_no_context_floor", "heldout_loss_minus_floor")
 
 
 @dataclass
@@ -120,7 +123,7 @@ class RandomMaskTrainingArguments(TrainingArguments):
 
 
 def load_corpus(data_args: DataArguments, seed: int):
-    """(train, validation) datasets with a `sequence` column."""
+    """(train, validation, test) datasets with a `sequence` column; test is None unless a Hub corpus has one."""
     if data_args.dataset_dir is not None:
         if data_args.train_file:
             raise ValueError("Pass either --train_file or --dataset_dir, not both.")
@@ -130,7 +133,8 @@ def load_corpus(data_args: DataArguments, seed: int):
             raise ValueError(f"{data_args.dataset_dir} lacks the split(s) {missing}; it has {list(corpus)}.")
         # Hub corpora hold whole sequences (Rfam: up to 4 kb): cut long ones into windows rather than truncate them.
         cut = dict(batched=True, fn_kwargs={"max_length": data_args.max_length, "min_length": data_args.min_length})
-        return corpus["train"].map(split_long_sequences, **cut), corpus["validation"].map(split_long_sequences, **cut)
+        return tuple(corpus[split].map(split_long_sequences, **cut) if split in corpus else None
+                     for split in ("train", "validation", "test"))
     paths = data_args.train_file or [str(path) for path in default_corpus_files("dna")]
     chunking = dict(
         max_length=data_args.max_length,
@@ -140,7 +144,7 @@ def load_corpus(data_args: DataArguments, seed: int):
         seed=seed,
     )
     build = iterable_pretraining_dataset if data_args.streaming else build_pretraining_dataset
-    return build(paths, split="train", **chunking), build(paths, split="validation", **chunking)
+    return build(paths, split="train", **chunking), build(paths, split="validation", **chunking), None
 
 
 def make_schedule(data_args: DataArguments, tokenizer) -> RandomMaskSchedule | str:
@@ -153,6 +157,17 @@ def make_schedule(data_args: DataArguments, tokenizer) -> RandomMaskSchedule | s
             )
         return data_args.schedule
     return RandomMaskSchedule(tuple(data_args.boundaries), data_args.phase_lengths, data_args.sample_boundary)
+
+
+def first_rows(dataset, count: int):
+    """The first `count` rows of a Dataset or IterableDataset."""
+    return dataset.take(count) if isinstance(dataset, IterableDataset) else dataset.select(range(min(count, len(dataset))))
+
+
+def reported(results: dict) -> list[str]:
+    """The held-out (and test) losses before/after, their floors and margins, in that order."""
+    return [key for split in ("heldout", "test") for key in (f"{split}_loss_before", f"{split}_loss_after",
+            f"{split}_no_context_floor", f"{split}_loss_minus_floor") if key in results]
 
 
 @torch.no_grad()
@@ -240,7 +255,7 @@ def main(argv: list[str] | None = None) -> dict:
         tokenizer = NucleotideTokenizer()
     else:
         raise ValueError(f"--tokenizer must be 'kmer' or 'nucleotide', got {model_args.tokenizer!r}.")
-    train_dataset, eval_dataset = load_corpus(data_args, training_args.seed)
+    train_dataset, eval_dataset, test_dataset = load_corpus(data_args, training_args.seed)
     model_max_tokens = data_args.max_length + 2  # framing; k-mers never outnumber nucleotides
 
     def tokenize(batch):
@@ -249,11 +264,11 @@ def main(argv: list[str] | None = None) -> dict:
     columns = list(train_dataset.column_names or ["sequence", "source"])
     with training_args.main_process_first(desc="tokenizing"):
         train_dataset = train_dataset.map(tokenize, batched=True, remove_columns=columns)
-        eval_dataset = eval_dataset.map(tokenize, batched=True, remove_columns=columns)
-        if data_args.streaming:
-            eval_dataset = eval_dataset.take(data_args.max_eval_samples)
-        else:
-            eval_dataset = eval_dataset.select(range(min(data_args.max_eval_samples, len(eval_dataset))))
+        eval_dataset, test_dataset = (
+            None if split is None else first_rows(split.map(tokenize, batched=True, remove_columns=columns),
+                                                  data_args.max_eval_samples)
+            for split in (eval_dataset, test_dataset)
+        )
 
     if data_args.pack_sequences and model_args.position_embedding_type != "alibi":
         raise ValueError("--pack_sequences needs --position_embedding_type alibi (packed rows rely on ALiBi).")
@@ -283,10 +298,11 @@ def main(argv: list[str] | None = None) -> dict:
     # The no-context floor of each split's loss (module docstring of hf_genomics.metrics.mlm_floor; it does not
     # depend on the span schedule): the training loss is logged next to the training corpus' floor, the held-out
     # loss next to the held-out set's.
-    floor_rows = train_dataset.take(FLOOR_ROWS) if data_args.streaming else \
-        train_dataset.select(range(min(FLOOR_ROWS, len(train_dataset))))
-    floors = {"train_no_context_floor": collator.no_context_floor(row["input_ids"] for row in floor_rows),
-              "heldout_no_context_floor": collator.no_context_floor(row["input_ids"] for row in eval_dataset)}
+    scored = {"heldout": eval_dataset, **({"test": test_dataset} if test_dataset is not None else {})}
+    floors = {"train_no_context_floor": collator.no_context_floor(
+        row["input_ids"] for row in first_rows(train_dataset, FLOOR_ROWS))}
+    floors.update({f"{name}_no_context_floor": collator.no_context_floor(row["input_ids"] for row in dataset)
+                   for name, dataset in scored.items()})
     callback = RandomMaskCallback(collator, no_context_floor=floors["train_no_context_floor"])
     trainer = Trainer(
         model=model,
@@ -300,16 +316,19 @@ def main(argv: list[str] | None = None) -> dict:
     trainer.callback_handler.callbacks.insert(0, callback)
     recorder = BatchRecorder(model) if data_args.debug_rank_dump else None
 
-    def score():
+    def score(when: str) -> dict:
         # In the run's precision both times: accelerate autocasts model.forward (--bf16/--fp16) only from train() on.
         with trainer.accelerator.autocast():
-            return heldout_loss(model, eval_dataset, tokenizer, data_args, training_args.per_device_eval_batch_size,
-                                1234)
+            return {f"{name}_loss_{when}": heldout_loss(model, dataset, tokenizer, data_args,
+                                                        training_args.per_device_eval_batch_size, 1234)
+                    for name, dataset in scored.items()}
 
-    results = {"heldout_loss_before": score(), **floors}
+    results = {**score("before"), **floors}
     check_checkpoint_fits(trainer, checkpoint)
     train_output = trainer.train(resume_from_checkpoint=checkpoint)
-    results["heldout_loss_after"] = score()
+    results.update(score("after"))
+    for name in scored:
+        results[f"{name}_loss_minus_floor"] = results[f"{name}_loss_after"] - floors[f"{name}_no_context_floor"]
     results["train_loss"] = train_output.training_loss
     results["schedule"] = {
         "boundaries": list(collator.schedule.boundaries),
@@ -320,9 +339,10 @@ def main(argv: list[str] | None = None) -> dict:
         for entry in trainer.state.log_history
         if "randommask_phase" in entry
     ]
-    results["heldout_loss_minus_floor"] = results["heldout_loss_after"] - floors["heldout_no_context_floor"]
-    logger.info("held-out loss %.4f -> %.4f (no-context floor %.4f: %+.4f)", results["heldout_loss_before"],
-                results["heldout_loss_after"], floors["heldout_no_context_floor"], results["heldout_loss_minus_floor"])
+    for name in scored:
+        logger.info("%s loss %.4f -> %.4f (no-context floor %.4f: %+.4f)", name, results[f"{name}_loss_before"],
+                    results[f"{name}_loss_after"], floors[f"{name}_no_context_floor"],
+                    results[f"{name}_loss_minus_floor"])
 
     trainer.save_model(training_args.output_dir)
     trainer.save_state()  # trainer_state.json: the loss and masking curves for reports
@@ -332,7 +352,7 @@ def main(argv: list[str] | None = None) -> dict:
             model_name=Path(training_args.output_dir).name,
             tags=["dna", "randommask", "masked-language-modeling"],
             training_summary=training_summary(data_args, model_args, training_args, collator),
-            metrics={key: round(results[key], 4) for key in REPORTED},
+            metrics={key: round(results[key], 4) for key in reported(results)},
         )
         (Path(training_args.output_dir) / "randommask_results.json").write_text(json.dumps(results, indent=2))
     if recorder is not None:
@@ -347,7 +367,7 @@ def main(argv: list[str] | None = None) -> dict:
         }
         Path(data_args.debug_rank_dump).mkdir(parents=True, exist_ok=True)
         (Path(data_args.debug_rank_dump) / f"rank{rank}.json").write_text(json.dumps(dump, indent=2))
-    print(json.dumps({key: results[key] for key in (*REPORTED, "train_loss", "train_no_context_floor")}))
+    print(json.dumps({key: results[key] for key in (*reported(results), "train_loss", "train_no_context_floor")}))
     finish_run(training_args.output_dir)
     return results
 
