@@ -29,7 +29,7 @@ def test_quick_demo_writes_report_and_publishes_an_offline_loadable_model(tmp_pa
     for figure in ("loss_curves", "randommask_schedule", "ncrna_confusion", "ssp_pair_map"):
         assert (out / "figures" / f"{figure}.png").stat().st_size > 1000
         assert f"figures/{figure}.png" in report
-    assert "| ncRNA | accuracy |" in report and "| SSP |" in report
+    assert "| ncRNA | pretrained | accuracy |" in report and "| SSP |" in report
     for folder in ("ncRNA", "ncRNA_scratch", "SSP"):
         results = json.loads((out / folder / "beacon_results.json").read_text())
         assert results["task"] == folder.split("_")[0] and results["test"]
@@ -47,7 +47,7 @@ def test_quick_demo_writes_report_and_publishes_an_offline_loadable_model(tmp_pa
     again = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     assert again.returncode == 0
     assert again.stdout.count("already done") == 5  # datasets, ncRNA, ncRNA_scratch, SSP, publish
-    assert "| ncRNA | accuracy |" in again.stdout
+    assert "| ncRNA | pretrained | accuracy |" in again.stdout
 
     # Interrupted stages: SSP stopped after its checkpoint continues from it; ncRNA stopped before any checkpoint
     # starts over in its own folder (not refused as another run's).
