@@ -33,14 +33,17 @@ BEACON_CITATION = """@inproceedings{ren2024beacon,
 SPLIT_FILES = {"train": "train", "validation": "val", "test": "test"}
 EXTRA_STRUCTURE_TEST_SETS = ("RFAM19", "DIRECT")
 # Columns each task's CSV is read by, by position as in BEACON (names only for error messages; headers vary).
+# BEACON's CSV header per task (by position) and, for each CSV column, the column of our layout it fills (None:
+# unused by BEACON; a column named twice gets the fields joined, as PRS's three targets). Default: seq, label.
 CSV_COLUMNS = {
-    "CMP": ("id", "seq"),
-    "DMP": ("id", "seq"),
-    "SSI": ("seq", "struct", "label"),
-    "APA": ("index", "seq", "label"),
-    "PRS": ("seq", "ON", "OFF", "ON_OFF"),
-    "CRI-Off": ("sgrna", "target", "label"),
+    "CMP": (("id", "id"), ("seq", "sequence")),
+    "DMP": (("id", "id"), ("seq", "sequence")),
+    "SSI": (("seq", "sequence"), ("struct", "struct"), ("label", "label")),
+    "APA": (("index", None), ("seq", "sequence"), ("label", "label")),
+    "PRS": (("seq", "sequence"), ("ON", "label"), ("OFF", "label"), ("ON_OFF", "label")),
+    "CRI-Off": (("sgrna", "sgrna"), ("target", "target"), ("label", "label")),
 }
+DEFAULT_CSV_COLUMNS = (("seq", "sequence"), ("label", "label"))
 SSP_COLUMNS = ("data_name", "file_name", "seq")
 # Labels are stored as float32: a larger number would become inf.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -144,57 +147,62 @@ def convert_ssp(task_dir: Path) -> dict[str, list[dict]]:
 
 
 def convert_contact_or_distance(task_dir: Path, task_name: str) -> dict[str, list[dict]]:
-    """{train,val,test,RFAM19,DIRECT}.csv [id, seq] + contact_map/<id>.npy (CMP) or distance_map/<id>.npy (DMP)."""
+    """{train,val,test,RFAM19,DIRECT}.csv [id, seq] + contact_map/<id>.npy (CMP: stored as i <= j pairs) or
+    distance_map/<id>.npy (DMP: stored as the L x L matrix)."""
+    task = get_task(task_name)
+    as_pairs = task.columns[task.label_column] == "pairs"
+    folder = task_dir / ("contact_map" if as_pairs else "distance_map")
     splits = {}
     for split, path in _split_paths(task_dir, EXTRA_STRUCTURE_TEST_SETS).items():
         rows = []
-        for where, fields in _csv_rows(path, CSV_COLUMNS[task_name]):
+        for where, fields in _csv_rows(path, [name for name, _ in CSV_COLUMNS[task.name]]):
             record_id, sequence = fields[0], _clean_sequence(fields[1], where)
-            if task_name == "CMP":
-                matrix = _load_matrix(task_dir / "contact_map" / f"{record_id}.npy", len(sequence), where)
-                contacts = np.argwhere(np.triu(matrix.astype(bool)))
-                rows.append({"id": record_id, "sequence": sequence, "contacts": contacts.tolist()})
-            else:
-                matrix = _load_matrix(task_dir / "distance_map" / f"{record_id}.npy", len(sequence), where)
-                rows.append({"id": record_id, "sequence": sequence, "distance_map": matrix.astype(np.float32).tolist()})
+            matrix = _load_matrix(folder / f"{record_id}.npy", len(sequence), where)
+            label = np.argwhere(np.triu(matrix.astype(bool))) if as_pairs else matrix.astype(np.float32)
+            rows.append({"id": record_id, "sequence": sequence, task.label_column: label.tolist()})
         splits[split] = rows
     return splits
 
 
+def _parse_column(task, kind: str, text: str, where: str, length: int):
+    """One CSV field (fields joined by spaces) as a value of the stored column `kind` (`BeaconTask.columns`)."""
+    if kind == "classes":  # one class digit per nucleotide (SPL)
+        digits = {str(k) for k in range(task.num_labels)}
+        if len(text) != length or set(text) - digits:
+            raise ValueError(f"{where}: {task.name} labels must be one digit 0..{task.num_labels - 1} per nucleotide "
+                             f"({length}).")
+        return [int(c) for c in text]
+    if kind == "class":
+        if text.strip() not in {str(k) for k in range(task.num_labels)}:
+            raise ValueError(f"{where}: unknown {task.name} label {text!r}; expected an integer 0..{task.num_labels - 1}.")
+        return int(text)
+    if kind == "multi_hot":
+        values = _floats(text, where, task.num_labels)
+        if set(values) - {0.0, 1.0}:
+            raise ValueError(f"{where}: {task.name} labels must be 0/1, got {text!r}.")
+        return [int(x) for x in values]
+    if kind == "floats":
+        return _floats(text, where, length if task.level == "nucleotide" else task.num_labels)
+    return _floats(text, where, 1)[0]
+
+
 def _row_converter(task_name: str):
-    """A function (where, fields, index) -> row for the one-CSV-row-per-example tasks."""
+    """A function (where, fields, index) -> row for the one-CSV-row-per-example tasks, parsing each field by the
+    kind of the column it fills."""
     task = get_task(task_name)
+    targets = [column for _, column in CSV_COLUMNS.get(task.name, DEFAULT_CSV_COLUMNS)]
 
     def convert(where: str, fields: list[str], record_id: str) -> dict:
-        if task.name == "CRI-Off":
-            sgrna, target = _clean_sequence(fields[0], where), _clean_sequence(fields[1], where)
-            if len(sgrna) != len(target):
-                raise ValueError(f"{where}: sgRNA ({len(sgrna)} nt) and target ({len(target)} nt) differ in length.")
-            return {"id": record_id, "sgrna": sgrna, "target": target, "label": _floats(fields[2], where, 1)[0]}
-        # APA: column 1 is the sequence and column 2 the label (columns 0 and 3 are unused by BEACON).
-        seq_column = 1 if task.name == "APA" else 0
-        sequence = _clean_sequence(fields[seq_column], where)
-        label_text = fields[seq_column + 1]
-        row = {"id": record_id, "sequence": sequence}
-        if task.name == "SSI":
-            struct, label = _floats(fields[1], where, len(sequence)), _floats(fields[2], where, len(sequence))
-            return row | {"struct": struct, "label": label}
-        if task.name == "SPL":
-            if len(label_text) != len(sequence) or set(label_text) - set("012"):
-                raise ValueError(f"{where}: SPL labels must be one digit 0/1/2 per nucleotide ({len(sequence)}).")
-            return row | {"label": [int(c) for c in label_text]}
-        if task.name == "ncRNA":
-            if label_text.strip() not in {str(k) for k in range(task.num_labels)}:
-                raise ValueError(f"{where}: unknown ncRNA label {label_text!r}; expected an integer 0..12.")
-            return row | {"label": int(label_text)}
-        if task.name == "Modif":
-            labels = _floats(label_text, where, task.num_labels)
-            if set(labels) - {0.0, 1.0}:
-                raise ValueError(f"{where}: Modif labels must be 0/1, got {label_text!r}.")
-            return row | {"label": [int(x) for x in labels]}
-        if task.name == "PRS":
-            return row | {"label": _floats(" ".join(fields[1:4]), where, 3)}
-        return row | {"label": _floats(label_text, where, 1)[0]}
+        texts: dict[str, list[str]] = {}
+        for column, text in zip(targets, fields):
+            if column is not None:
+                texts.setdefault(column, []).append(text)
+        row = {"id": record_id} | {column: _clean_sequence(texts[column][0], where) for column in task.inputs}
+        lengths = sorted({len(row[column]) for column in task.inputs})
+        if len(lengths) > 1:
+            raise ValueError(f"{where}: the inputs {', '.join(task.inputs)} differ in length ({lengths} nt).")
+        return row | {column: _parse_column(task, kind, " ".join(texts[column]), where, lengths[0])
+                      for column, kind in task.columns.items()}
 
     return convert
 
@@ -203,8 +211,8 @@ def convert_csv_task(task_dir: Path, task_name: str) -> dict[str, list[dict]]:
     convert = _row_converter(task_name)
     splits = {}
     for split, path in _split_paths(task_dir).items():
-        columns = CSV_COLUMNS.get(task_name, ("seq", "label"))
-        reader = _modif_rows(path) if task_name == "Modif" else _csv_rows(path, columns)
+        columns = [name for name, _ in CSV_COLUMNS.get(task_name, DEFAULT_CSV_COLUMNS)]
+        reader = CSV_READERS[task_name](path) if task_name in CSV_READERS else _csv_rows(path, columns)
         splits[split] = [convert(where, fields, f"{split}_{k}") for k, (where, fields) in enumerate(reader)]
     return splits
 
@@ -222,6 +230,10 @@ def _modif_rows(path: Path):
 VDP_TARGETS = ("reactivity", "deg_Mg_pH10", "deg_Mg_50C")
 # BEACON's train_degradation.py keeps training rows with signal_to_noise >= 0.6 and validation rows >= 1.0.
 VDP_MIN_SIGNAL_TO_NOISE = {"train": 0.6, "validation": 1.0, "test": None}
+
+
+# Tasks whose BEACON CSV is read by column name instead of by position.
+CSV_READERS = {"Modif": _modif_rows}
 
 
 def _read_json_records(path: Path) -> list[dict]:
@@ -300,16 +312,21 @@ def convert_vdp(task_dir: Path) -> dict[str, list[dict]]:
     return splits
 
 
+# The BEACON release's file layout per task folder, as functions (task folder, task name) -> rows per split;
+# every other task is one CSV row per example.
+RAW_READERS = {
+    "SSP": lambda task_dir, _: convert_ssp(task_dir),
+    "CMP": convert_contact_or_distance,
+    "DMP": convert_contact_or_distance,
+    "VDP": lambda task_dir, _: convert_vdp(task_dir),
+}
+# BEACON's integer class ids with no published names (RNABenchmark issue #11): stored as "0", "1", ...
+UNNAMED_CLASS_IDS = frozenset({"ncRNA"})
+
+
 def convert_task(raw_dir: Path, task_name: str) -> dict[str, list[dict]]:
     task = get_task(task_name)
-    task_dir = raw_dir / task.beacon_dir
-    if task.name == "SSP":
-        return convert_ssp(task_dir)
-    if task.name in ("CMP", "DMP"):
-        return convert_contact_or_distance(task_dir, task.name)
-    if task.name == "VDP":
-        return convert_vdp(task_dir)
-    return convert_csv_task(task_dir, task.name)
+    return RAW_READERS.get(task.name, convert_csv_task)(raw_dir / task.beacon_dir, task.name)
 
 
 def build(raw_dir: str | Path, output_dir: str | Path, tasks: list[str] | None = None) -> list[str]:
@@ -332,8 +349,7 @@ def build(raw_dir: str | Path, output_dir: str | Path, tasks: list[str] | None =
     configs = []
     for name in names:
         task = get_task(name)
-        # BEACON's ncRNA integer ids have no published names (RNABenchmark issue #11).
-        label_names = tuple(str(k) for k in range(task.num_labels)) if task.name == "ncRNA" else None
+        label_names = tuple(str(k) for k in range(task.num_labels)) if task.name in UNNAMED_CLASS_IDS else None
         configs.append(
             HubConfig(
                 name=task.name,

@@ -32,7 +32,7 @@ from .data.augment import (
     reverse_complement_probability,
 )
 from .data.collator_randommask import DataCollatorForRandomMask, RandomMaskSchedule
-from .data.beacon import BEACON_TASKS, BeaconTask, get_task
+from .data.beacon import ALL_TASKS, BEACON_TASKS, EXTRA_TASKS, BeaconTask, get_task
 from .data.gue import GUE_TASKS, GueTask, find_gue_task
 from .data.collator_beacon import DataCollatorForBeacon, encode_beacon_batch
 from .data.collator_packing import DataCollatorForPacking
@@ -109,7 +109,9 @@ __all__ = [
     "reverse_complement_probability",
     "DataCollatorForRandomMask",
     "RandomMaskSchedule",
+    "ALL_TASKS",
     "BEACON_TASKS",
+    "EXTRA_TASKS",
     "BeaconTask",
     "get_task",
     "GUE_TASKS",

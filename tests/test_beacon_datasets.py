@@ -166,7 +166,7 @@ def test_bad_rows_give_clear_errors(tmp_path, data_dir):
         build_beacon.build(raw, tmp_path / "out", ["ncRNA"])
     spl = raw / "SpliceAI" / "test.csv"
     spl.write_text(spl.read_text().replace("\n", "0\n", 2).replace("seq,label0", "seq,label"))
-    with pytest.raises(ValueError, match="one digit 0/1/2 per nucleotide"):
+    with pytest.raises(ValueError, match="one digit 0..2 per nucleotide"):
         build_beacon.build(raw, tmp_path / "out", ["SPL"])
     ssp = raw / "Secondary_structure_prediction" / "bpRNA" / "bpRNA.csv"
     lines = ssp.read_text().splitlines()

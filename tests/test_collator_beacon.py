@@ -9,6 +9,7 @@ import torch
 
 from hf_genomics import NucleotideTokenizer
 from hf_genomics.data.collator_beacon import DataCollatorForBeacon, encode_beacon_batch
+from hf_genomics.data.padding import pad_rows
 from hf_genomics.data.structure import dot_bracket_to_pairs
 
 NAN, INF = float("nan"), float("inf")
@@ -62,30 +63,33 @@ def features(task: str, bprna, tokenizer) -> list[dict]:
 
 def test_valid_rows_keep_their_ignore_values(bprna, tokenizer):
     """-100 in per-nucleotide regression rows (SSI's unscored positions, a VDP target) and VDP's scored prefix (or no
-    label at all) are legitimate; they come out as the heads expect them."""
+    label at all) are legitimate; they come out as the heads expect them, aligned with input_ids: nucleotide k at
+    token k + 1, -100 at <cls>, <eos> and padding."""
     lengths = [len(sequence) for sequence, _ in bprna]
+    width = max(lengths) + 2
     ssi = DataCollatorForBeacon(tokenizer, "SSI")(features("SSI", bprna, tokenizer))["labels"]
     raw = columns("SSI", bprna)
     for row, n in enumerate(lengths):
-        expected = [raw["label"][row][k] if k % 3 else -100.0 for k in range(n)] + [-100.0] * (max(lengths) - n)
+        expected = [-100.0] + [raw["label"][row][k] if k % 3 else -100.0 for k in range(n)] + [-100.0] * (width - n - 1)
         assert ssi[row].tolist() == pytest.approx(expected)
 
     vdp = DataCollatorForBeacon(tokenizer, "VDP")(features("VDP", bprna, tokenizer))["labels"]
-    assert vdp.shape == (3, max(lengths), 3)
-    torch.testing.assert_close(vdp[0, :5], torch.tensor([[0.1, 0.2, 0.3]] * 5))
-    torch.testing.assert_close(vdp[2, :7], torch.tensor([[0.4, -100.0, 0.6]] * 7))
-    assert (vdp[0, 5:] == -100).all() and (vdp[1] == -100).all() and (vdp[2, 7:] == -100).all()
+    assert vdp.shape == (3, width, 3)
+    torch.testing.assert_close(vdp[0, 1:6], torch.tensor([[0.1, 0.2, 0.3]] * 5))
+    torch.testing.assert_close(vdp[2, 1:8], torch.tensor([[0.4, -100.0, 0.6]] * 7))
+    assert (vdp[:, 0] == -100).all() and (vdp[0, 6:] == -100).all() and (vdp[1] == -100).all()
+    assert (vdp[2, 8:] == -100).all()
 
     ssp = DataCollatorForBeacon(tokenizer, "SSP")(features("SSP", bprna, tokenizer))["labels"]
     for row, ((_, pairs), n) in enumerate(zip(bprna, lengths)):
-        expected = np.full((max(lengths), max(lengths)), -1.0)
-        expected[:n, :n] = 0
+        expected = np.full((width, width), -100.0)
+        expected[1 : n + 1, 1 : n + 1] = 0
         for i, j in pairs:
-            expected[i, j] = expected[j, i] = 1
+            expected[i + 1, j + 1] = expected[j + 1, i + 1] = 1
         np.testing.assert_array_equal(ssp[row].numpy(), expected)
 
     spl = DataCollatorForBeacon(tokenizer, "SPL")(features("SPL", bprna, tokenizer))
-    assert spl["labels"].dtype == torch.long and spl["labels"][1, :9].tolist() == [0, 1, 2] * 3
+    assert spl["labels"].dtype == torch.long and spl["labels"][1, :11].tolist() == [-100] + [0, 1, 2] * 3 + [-100]
     ncrna = DataCollatorForBeacon(tokenizer, "ncRNA")(features("ncRNA", bprna, tokenizer))
     assert ncrna["labels"].tolist() == [3, 0, 12] and ncrna["labels"].dtype == torch.long
 
@@ -150,10 +154,26 @@ def test_batch_is_padded_to_its_longest_row_not_max_length(bprna, tokenizer, mul
             assert batch["input_ids"][row, :n].tolist() == tokenizer(bprna[row][0])["input_ids"]
             assert (batch["input_ids"][row, n:] == tokenizer.pad_token_id).all()
         if task != "ncRNA":
-            assert batch["labels"].shape[1] == width - 2
+            assert batch["labels"].shape[1] == width
 
 
 @pytest.mark.parametrize("bad", [0, -8, 2.5, "8"])
 def test_pad_to_multiple_of_must_be_a_positive_integer(tokenizer, bad):
     with pytest.raises(ValueError, match="pad_to_multiple_of must be a positive integer or None"):
         DataCollatorForBeacon(tokenizer, "ncRNA", pad_to_multiple_of=bad)
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+@pytest.mark.parametrize("multiple", [None, 8])
+def test_pad_rows_matches_the_tokenizers_padding(bprna, tokenizer, side, multiple):
+    """The collators' one padding routine against transformers' `tokenizer.pad` (the reference), lists and tensors."""
+    rows = [tokenizer(sequence)["input_ids"] for sequence, _ in bprna]
+    tokenizer.padding_side = side
+    try:
+        expected = tokenizer.pad({"input_ids": rows}, pad_to_multiple_of=multiple, return_tensors="np")
+    finally:
+        tokenizer.padding_side = "right"
+    for given in (rows, [torch.tensor(row) for row in rows]):
+        padded, filled = pad_rows(given, tokenizer.pad_token_id, multiple, side)
+        np.testing.assert_array_equal(padded, expected["input_ids"])
+        np.testing.assert_array_equal(filled, expected["attention_mask"].astype(bool))

@@ -395,30 +395,32 @@ def test_token_classification_matches_unpacked(ncrna, tokenizer, implementation,
     with torch.no_grad():
         expected = model(**unpacked)
         got = model(**packed)
-    assert got.logits.shape == expected.logits.shape == (len(lengths), max(lengths) - 2, 3)
-    valid = torch.arange(max(lengths) - 2)[None, :] < (torch.tensor(lengths)[order] - 2)[:, None]
+    assert got.logits.shape == expected.logits.shape == (len(lengths), max(lengths), 3)
+    valid = torch.arange(max(lengths))[None, :] < torch.tensor(lengths)[order][:, None]
     torch.testing.assert_close(got.logits[valid], expected.logits[order][valid], rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(got.loss, expected.loss, rtol=1e-9, atol=1e-12)
     assert (order != sorted(order)) == (max_length is not None)
 
 
-@pytest.mark.parametrize("per_nucleotide", [False, True])
-def test_token_labels_are_cut_to_the_longest_sequence_and_left_aligned(per_nucleotide):
-    """An inner batch wider than its longest sequence (pad_to_multiple_of, left padding): token-level labels come
-    out as wide as the heads' per-sequence outputs, each sequence's labels from column 0."""
+def test_token_labels_are_cut_to_the_longest_sequence_and_left_aligned():
+    """An inner batch wider than its longest sequence (pad_to_multiple_of, left padding): token-level labels and pair
+    maps come out as wide as the heads' per-sequence outputs, each sequence's labels from column 0."""
     lengths, width = [5, 3], 8
     input_ids = torch.zeros(2, width, dtype=torch.long)
     attention_mask = torch.zeros(2, width, dtype=torch.long)
     attention_mask[0, 3:], attention_mask[1, 5:] = 1, 1  # left padding
     labels = torch.full((2, width), -100)
     labels[0, 3:], labels[1, 5:] = torch.tensor([10, 11, 12, 13, 14]), torch.tensor([20, 21, 22])
-    if per_nucleotide:
-        labels = torch.full((2, width - 2), -100)
-        labels[0, :3], labels[1, :1] = torch.tensor([11, 12, 13]), torch.tensor([21])
     batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
     packed = DataCollatorForPacking(lambda features: batch, pack_labels=False, pad_token_id=0)(None)
-    if per_nucleotide:
-        assert packed["labels"].tolist() == [[11, 12, 13], [21, -100, -100]]
-    else:
-        assert packed["labels"].tolist() == [[10, 11, 12, 13, 14], [20, 21, 22, -100, -100]]
+    assert packed["labels"].tolist() == [[10, 11, 12, 13, 14], [20, 21, 22, -100, -100]]
+    pairs = labels[:, :, None] * 100 + labels[:, None, :]
+    pairs[labels == -100] = -100
+    pairs.transpose(1, 2)[labels == -100] = -100
+    packed_pairs = DataCollatorForPacking(lambda features: {**batch, "labels": pairs}, pack_labels=False,
+                                          pad_token_id=0)(None)["labels"]
+    assert packed_pairs.shape == (2, 5, 5)
+    assert packed_pairs[0].tolist() == [[100 * a + b for b in range(10, 15)] for a in range(10, 15)]
+    assert packed_pairs[1, :3, :3].tolist() == [[100 * a + b for b in range(20, 23)] for a in range(20, 23)]
+    assert (packed_pairs[1, 3:] == -100).all() and (packed_pairs[1, :, 3:] == -100).all()
     assert max(lengths) == packed["position_ids"].max() + 1

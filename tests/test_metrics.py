@@ -29,21 +29,26 @@ rng = np.random.default_rng(0)
 
 
 def _padded_pair_batch(lengths, width, positive_rate=0.1):
-    probs = np.full((len(lengths), width, width), 0.0)
-    labels = np.full((len(lengths), width, width), -1.0)
+    """Pair maps laid out like DataCollatorForBeacon's: aligned with the tokens (<cls> first), -100 off the
+    nucleotides; `width` tokens per row. Returns the maps and each row's nucleotide square."""
+    probs = rng.random((len(lengths), width, width))  # the model's outputs off the nucleotides are not zero
+    labels = np.full((len(lengths), width, width), -100.0)
     for b, n in enumerate(lengths):
-        probs[b, :n, :n] = rng.random((n, n))
-        labels[b, :n, :n] = rng.random((n, n)) < positive_rate
+        labels[b, 1 : n + 1, 1 : n + 1] = rng.random((n, n)) < positive_rate
     return probs, labels
+
+
+def _square(matrix, n):
+    return matrix[1 : n + 1, 1 : n + 1]
 
 
 def test_ssp_f1_pools_all_cells_like_sklearn():
     lengths = [30, 45, 12]
-    probs, labels = _padded_pair_batch(lengths, 45)
-    truth = np.concatenate([labels[b, :n, :n].ravel() for b, n in enumerate(lengths)])
-    predicted = np.concatenate([probs[b, :n, :n].ravel() > 0.5 for b, n in enumerate(lengths)])
+    probs, labels = _padded_pair_batch(lengths, 47)
+    truth = np.concatenate([_square(labels[b], n).ravel() for b, n in enumerate(lengths)])
+    predicted = np.concatenate([_square(probs[b], n).ravel() > 0.5 for b, n in enumerate(lengths)])
     assert secondary_structure_f1(probs, labels) == pytest.approx(skm.f1_score(truth, predicted))
-    as_list = [(probs[b, :n, :n], labels[b, :n, :n]) for b, n in enumerate(lengths)]
+    as_list = [(_square(probs[b], n), _square(labels[b], n)) for b, n in enumerate(lengths)]
     assert secondary_structure_f1(*zip(*as_list)) == pytest.approx(skm.f1_score(truth, predicted))
 
 
@@ -65,8 +70,8 @@ def _reference_top_l_precision(matrices, min_separation, threshold=0.5):
 @pytest.mark.parametrize("min_separation", [23, 24])
 def test_cmp_top_l_precision_matches_written_out_definition(min_separation):
     lengths = [60, 40, 75]
-    probs, labels = _padded_pair_batch(lengths, 75, positive_rate=0.3)
-    matrices = [(probs[b, :n, :n], labels[b, :n, :n]) for b, n in enumerate(lengths)]
+    probs, labels = _padded_pair_batch(lengths, 77, positive_rate=0.3)
+    matrices = [(_square(probs[b], n), _square(labels[b], n)) for b, n in enumerate(lengths)]
     expected = _reference_top_l_precision(matrices, min_separation)
     assert contact_top_l_precision(probs, labels, min_separation=min_separation) == pytest.approx(expected)
 
@@ -170,7 +175,8 @@ def test_compute_metrics_batched_equals_whole_set(task):
 def test_ssp_compute_metrics_equals_f1_on_sigmoid():
     logits = rng.normal(size=(3, 20, 20))
     labels = (rng.random((3, 20, 20)) < 0.1).astype(float)
-    labels[0, 15:, :] = labels[0, :, 15:] = -1
+    labels[:, 0, :] = labels[:, :, 0] = labels[:, -1, :] = labels[:, :, -1] = -100  # <cls>, <eos>
+    labels[0, 15:, :] = labels[0, :, 15:] = -100
     value = make_compute_metrics("SSP")(EvalPrediction(predictions=logits, label_ids=labels))["f1"]
     keep = labels >= 0
     assert value == pytest.approx(skm.f1_score(labels[keep], logits[keep] > 0))
@@ -181,5 +187,5 @@ def test_metric_shape_errors_are_clear():
         mean_roc_auc(np.zeros(5), np.zeros(5))
     with pytest.raises(ValueError, match="entries"):
         pearson_r2(np.zeros(5), np.zeros(4))
-    with pytest.raises(ValueError, match="Unknown BEACON task"):
+    with pytest.raises(ValueError, match="Unknown task"):
         make_compute_metrics("SSX")

@@ -357,27 +357,26 @@ def test_classifier_pooling_survives_save_and_load(tmp_path, tokenizer, ncrna):
         unknown(**batch)
 
 
-def test_token_classification_one_output_per_nucleotide(tokenizer, bprna):
+def test_token_classification_outputs_are_aligned_with_input_ids(tokenizer, bprna):
     torch.manual_seed(0)
     model = BeaconForTokenClassification(tiny_config(num_labels=2)).eval()
     sequences = [seq for seq, _ in bprna]
     batch = tokenizer(sequences, padding=True, return_tensors="pt")
-    n_max = max(map(len, sequences))
-    labels = torch.full((len(sequences), n_max), -100)
+    width = batch["input_ids"].shape[1]
+    # Nucleotide t of row b is token t + 1 (after <cls>); -100 on <cls>, <eos>, padding.
+    labels = torch.full((len(sequences), width), -100)
     for row, (_, structure) in enumerate(bprna):
-        labels[row, : len(structure)] = torch.tensor([char != "." for char in structure], dtype=torch.long)
+        labels[row, 1 : len(structure) + 1] = torch.tensor([char != "." for char in structure], dtype=torch.long)
     out = model(**batch, labels=labels)
-    assert out.logits.shape == (len(sequences), n_max, 2)
-    # Reference: nucleotide t of row b is token t + 1 (after <cls>); loss over labelled nucleotides only.
+    assert out.logits.shape == (len(sequences), width, 2)
+    # Reference: transformers' token-classification head, a linear map of every token's state.
     hidden = model.beacon(**batch).last_hidden_state
-    torch.testing.assert_close(out.logits, model.classifier(hidden[:, 1:-1]))
+    torch.testing.assert_close(out.logits, model.classifier(hidden))
     keep = labels != -100
     torch.testing.assert_close(out.loss, F.cross_entropy(out.logits[keep], labels[keep]))
-    # Labels aligned with input_ids (-100 on special tokens) give the same loss.
-    aligned = torch.full_like(batch["input_ids"], -100)
-    aligned[:, 1:-1] = labels
-    torch.testing.assert_close(model(**batch, labels=aligned).loss, out.loss)
-    # Left padding gives the same per-nucleotide outputs.
+    with pytest.raises(ValueError, match=r"aligned with input_ids"):
+        model(**batch, labels=labels[:, 1:-1])
+    # Left padding gives the same per-nucleotide outputs, shifted by the padding.
     tokenizer.padding_side = "left"
     try:
         left = tokenizer(sequences, padding=True, return_tensors="pt")
@@ -385,25 +384,27 @@ def test_token_classification_one_output_per_nucleotide(tokenizer, bprna):
         tokenizer.padding_side = "right"
     left_logits = model(**left).logits
     for row, sequence in enumerate(sequences):
-        torch.testing.assert_close(left_logits[row, : len(sequence)], out.logits[row, : len(sequence)], atol=1e-5, rtol=0)
+        n = len(sequence) + 2
+        torch.testing.assert_close(left_logits[row, width - n :], out.logits[row, :n], atol=1e-5, rtol=0)
 
 
-def test_token_regression_ignores_nan_and_minus_100(tokenizer, bprna):
+def test_token_regression_ignores_minus_100(tokenizer, bprna):
     torch.manual_seed(0)
     model = BeaconForTokenClassification(tiny_config(num_labels=3, problem_type="regression"))
     sequences = [seq for seq, _ in bprna]
     batch = tokenizer(sequences, padding=True, return_tensors="pt")
-    labels = torch.rand(len(sequences), max(map(len, sequences)), 3)
-    labels[0, 2, 1] = float("nan")
+    labels = torch.rand(len(sequences), batch["input_ids"].shape[1], 3)
+    labels[0, 2, 1] = -100
     labels[1, 5] = -100
+    labels[:, 0] = -100
     for row, sequence in enumerate(sequences):
-        labels[row, len(sequence) :] = float("nan")
+        labels[row, len(sequence) + 1 :] = -100
     out = model(**batch, labels=labels)
-    keep = ~labels.isnan() & (labels != -100)
+    keep = labels != -100
     torch.testing.assert_close(out.loss, F.mse_loss(out.logits[keep], labels[keep]))
     out.loss.backward()
     assert torch.isfinite(model.classifier.weight.grad).all()
-    with pytest.raises(ValueError, match="one per nucleotide"):
+    with pytest.raises(ValueError, match="aligned with input_ids"):
         model(**batch, labels=labels[:, :-3])
 
 
@@ -413,14 +414,15 @@ def test_pairwise_prediction_on_secondary_structures(tokenizer, bprna, problem_t
     model = BeaconForPairwisePrediction(tiny_config(num_labels=1, problem_type=problem_type))
     sequences = [seq for seq, _ in bprna]
     batch = tokenizer(sequences, padding=True, return_tensors="pt")
-    n_max = max(map(len, sequences))
-    labels = torch.full((len(sequences), n_max, n_max), -1.0)
+    width = batch["input_ids"].shape[1]
+    labels = torch.full((len(sequences), width, width), -100.0)
     for row, (_, structure) in enumerate(bprna):
-        labels[row, : len(structure), : len(structure)] = pair_matrix(structure)
+        n = len(structure)
+        labels[row, 1 : n + 1, 1 : n + 1] = pair_matrix(structure)
     out = model(**batch, labels=labels)
-    assert out.logits.shape == (len(sequences), n_max, n_max)
+    assert out.logits.shape == (len(sequences), width, width)
     torch.testing.assert_close(out.logits, out.logits.transpose(1, 2))
-    keep = labels != -1
+    keep = labels != -100
     if problem_type == "regression":
         expected = F.mse_loss(out.logits[keep], labels[keep])
     else:
@@ -428,17 +430,35 @@ def test_pairwise_prediction_on_secondary_structures(tokenizer, bprna, problem_t
     torch.testing.assert_close(out.loss, expected)
     out.loss.backward()
     assert model.classifier.input_conv.weight.grad.abs().sum() > 0
-    with pytest.raises(ValueError, match="L_nt"):
+    with pytest.raises(ValueError, match="seq_len, seq_len"):
         model(**batch, labels=labels[:, 1:, 1:])
+
+
+def test_pairwise_cells_are_beacons_map_on_the_nucleotides_alone(tokenizer, bprna):
+    """BEACON drops <cls>/<eos> (`[:, 1:-1]`) before its pair head: the full-length map holds that map at the
+    nucleotide cells, for every row of a padded batch."""
+    torch.manual_seed(0)
+    model = BeaconForPairwisePrediction(tiny_config(num_labels=1)).eval()
+    sequences = [seq for seq, _ in bprna]
+    batch = tokenizer(sequences, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**batch).logits
+        for row, sequence in enumerate(sequences):
+            single = tokenizer([sequence], return_tensors="pt")
+            nucleotides = model.beacon(**single).last_hidden_state[:, 1:-1]
+            expected = model.classifier(nucleotides, torch.ones(nucleotides.shape[:2], dtype=torch.bool))[0]
+            n = len(sequence)
+            torch.testing.assert_close(logits[row, 1 : n + 1, 1 : n + 1], expected, atol=1e-5, rtol=1e-4)
 
 
 def test_pairwise_pos_weight_weights_positive_pairs(tokenizer, bprna):
     torch.manual_seed(0)
     model = BeaconForPairwisePrediction(tiny_config(num_labels=1, pairwise_pos_weight=20.0)).eval()
     sequence, structure = bprna[0]
-    labels = pair_matrix(structure)[None]
+    labels = torch.nn.functional.pad(pair_matrix(structure)[None], (1, 1, 1, 1), value=-100.0)
     out = model(**tokenizer([sequence], return_tensors="pt"), labels=labels)
-    logits, y = out.logits.flatten(), labels.flatten()
+    keep = labels != -100
+    logits, y = out.logits[keep], labels[keep]
     # The textbook weighted BCE, written out: -(w * y * log s(x) + (1 - y) * log(1 - s(x))), averaged.
     expected = -(20.0 * y * F.logsigmoid(logits) + (1 - y) * F.logsigmoid(-logits)).mean()
     torch.testing.assert_close(out.loss, expected)
@@ -476,7 +496,7 @@ UNUSABLE_LABELS = [
     (BeaconForSequenceClassification, dict(num_labels=1), torch.tensor([0.5]), r"got shape \(1,\) where \(2,\) or"),
     (BeaconForSequenceClassification, dict(num_labels=3, problem_type="regression"), torch.rand(2), r"\(2, 3\) fits"),
     (BeaconForTokenClassification, dict(num_labels=3), [[0] * 20] * 2, "got a list"),
-    (BeaconForTokenClassification, dict(num_labels=3), torch.zeros(1, 20, dtype=torch.long), r"\(2, 20\) or \(2, 22\)"),
+    (BeaconForTokenClassification, dict(num_labels=3), torch.zeros(1, 22, dtype=torch.long), r"where \(2, 22\) fits"),
     (BeaconForPairwisePrediction, dict(num_labels=1), [[[0.0] * 20] * 20] * 2, r"pair labels.*; got a list"),
     (BeaconForSequencePairClassification, dict(num_labels=1), [0.5, 0.1], "regression targets.*; got a list"),
 ]

@@ -1,11 +1,17 @@
 """Registry of the 13 BEACON RNA tasks (Ren et al., 2024, "BEACON: Benchmark for Comprehensive RNA Tasks and
-Language Models", NeurIPS Datasets & Benchmarks, arXiv:2406.10391).
+Language Models", NeurIPS Datasets & Benchmarks, arXiv:2406.10391), plus tasks built from other real data.
 
-Plain data only: what each task's inputs and labels look like, which head and metric it uses, and the test-set
-numbers published in the paper's Table 3 (mean over 3 seeds, in the paper's units).
+A `BeaconTask` is the one place a task's behaviour lives: its dataset columns (`features`), how a batch of rows is
+tokenized and its labels cut to the tokenized length (`encode`), how labels are laid out and which ignore value pads
+them (`label_shape`, read by `DataCollatorForBeacon`), which metric scores it (`metric`, reduced by
+`hf_genomics.metrics.BeaconMetrics`) and the test-set numbers published in BEACON's Table 3 (mean over 3 seeds, in
+the paper's units). Adding a task means adding one object; no module branches on task names.
 """
 
 from dataclasses import dataclass, field
+
+import datasets
+import numpy as np
 
 
 SEQUENCE_HEAD = "BeaconForSequenceClassification"
@@ -51,9 +57,30 @@ MODIFICATION_LABELS = (
 SPLICE_LABELS = ("none", "acceptor", "donor")
 
 
+# The value every padded or unlabelled position of a label tensor holds (transformers' `ignore_index`).
+IGNORE_INDEX = -100
+
+# How a column of our Hub layout is stored (`BeaconTask.columns`).
+_COLUMN_FEATURES = {
+    "string": datasets.Value("string"),
+    "float": datasets.Value("float32"),
+    "int": datasets.Value("int32"),
+    "floats": datasets.List(datasets.Value("float32")),  # one number per nucleotide, or per target
+    "float_rows": datasets.List(datasets.List(datasets.Value("float32"))),  # L x T per-nucleotide targets, or L x L
+    "pairs": datasets.List(datasets.List(datasets.Value("int32"))),  # 0-based [i, j] pairs
+    "multi_hot": datasets.List(datasets.Value("int8")),
+}
+
+
 @dataclass(frozen=True)
 class BeaconTask:
-    """One BEACON task: input/label layout, head, metric and published results.
+    """One task: columns, label layout, head, metric and published results.
+
+    `inputs` are the sequence columns (two for a pair input); `columns` maps every other stored column to its kind
+    (a key of `_COLUMN_FEATURES`, or "class" / "classes" for one / per-nucleotide class ids named by `label_names`);
+    `label_column` holds the target. Per-nucleotide labels are scored only where the input column
+    `scored_where_missing` is -1 when that is set (SSI), and cover only a prefix of the sequence when
+    `labels_cover_prefix` (VDP scores the first `seq_scored` nucleotides).
 
     `metric` names a function of `hf_genomics.metrics`; `metric_key` is the key it gets in `compute_metrics`
     output (so `TrainingArguments(metric_for_best_model=task.metric_key)`). `percent` says whether BEACON reports
@@ -77,6 +104,11 @@ class BeaconTask:
     split_sizes: tuple[int, int, int]
     strand_specific: bool
     strand_reason: str
+    columns: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    label_column: str = "label"
+    inputs: tuple[str, ...] = ("sequence",)
+    scored_where_missing: str | None = None
+    labels_cover_prefix: bool = False
     label_names: tuple[str, ...] | None = None
     target_names: tuple[str, ...] | None = None
     greater_is_better: bool = True
@@ -84,9 +116,67 @@ class BeaconTask:
     notes: str = ""
     published: dict[str, float] = field(default_factory=dict, compare=False, hash=False)
 
+    def __post_init__(self):
+        if not self.columns:  # sequence-level tasks store one `label` column, typed by the problem
+            if self.problem_type == "single_label_classification":
+                kind = "class"
+            elif self.problem_type == "multi_label_classification":
+                kind = "multi_hot"
+            else:
+                kind = "floats" if self.num_labels > 1 else "float"
+            object.__setattr__(self, "columns", {"label": kind})
+
     @property
     def is_regression(self) -> bool:
         return self.problem_type == "regression"
+
+    @property
+    def label_shape(self) -> tuple[str, ...]:
+        """Axes of one example's collated label: () a class id or number, ("targets",), ("tokens",),
+        ("tokens", "targets") or ("tokens", "tokens"); "tokens" axes span the whole tokenized sequence."""
+        targets = ("targets",) if self.num_labels > 1 and self.problem_type != "single_label_classification" else ()
+        if self.level == "pairwise":
+            return ("tokens", "tokens")
+        if self.level == "nucleotide":
+            return ("tokens", *targets)
+        return targets
+
+    def features(self, label_names: tuple[str, ...] | None = None) -> datasets.Features:
+        """The task's dataset schema in our Hub layout: `id`, the input columns, then `columns`. Class columns are
+        named by `label_names` (default: the task's own, else "0", "1", ...)."""
+        names = list(label_names or self.label_names or (str(k) for k in range(self.num_labels)))
+        kinds = {**_COLUMN_FEATURES, "class": datasets.ClassLabel(names=names)}
+        kinds["classes"] = datasets.List(kinds["class"])
+        string = _COLUMN_FEATURES["string"]
+        return datasets.Features(
+            {"id": string, **{column: string for column in self.inputs},
+             **{column: kinds[kind] for column, kind in self.columns.items()}}
+        )
+
+    def encode(self, batch: dict[str, list], tokenizer, max_length: int = 1026) -> dict[str, list]:
+        """`Dataset.map(..., batched=True)` function: `input_ids` (and `input_ids_b` for a pair input) and `labels`
+        in the compact per-example form `DataCollatorForBeacon` expands. Sequences longer than `max_length - 2`
+        are truncated and their labels (pairs, maps) cut to match, as in BEACON."""
+        kwargs = {"truncation": True, "max_length": max_length, "return_attention_mask": False}
+        encoded = {key: tokenizer(batch[column], **kwargs)["input_ids"]
+                   for key, column in zip(("input_ids", "input_ids_b"), self.inputs)}
+        labels = batch[self.label_column]
+        if self.level == "sequence":
+            return {**encoded, "labels": labels}
+        # Nucleotides per row: the tokens between the two special tokens. A missing label (an unlabelled test row)
+        # labels no position.
+        lengths = [len(ids) - 2 for ids in encoded["input_ids"]]
+        labels = [[] if label is None else label for label in labels]
+        if self.columns[self.label_column] == "pairs":
+            labels = [[pair for pair in pairs if pair[0] < n and pair[1] < n] for pairs, n in zip(labels, lengths)]
+        elif self.level == "pairwise":
+            labels = [[row[:n] for row in matrix[:n]] for matrix, n in zip(labels, lengths)]
+        elif self.scored_where_missing:
+            labels = [np.where(np.asarray(inputs[:n]) == -1, label[:n], IGNORE_INDEX).tolist()
+                      for inputs, label, n in zip(batch[self.scored_where_missing], labels, lengths)]
+        else:
+            labels = [label[:n] for label, n in zip(labels, lengths)]
+        return {**encoded, "labels": labels}
 
 
 def _published(name: str) -> dict[str, float]:
@@ -101,6 +191,7 @@ BEACON_TASKS: dict[str, BeaconTask] = {
             name="SSP", beacon_dir="Secondary_structure_prediction", category="structure", input_kind="single",
             level="pairwise", problem_type="multi_label_classification", num_labels=1,
             metric="secondary_structure_f1", metric_key="f1", head=PAIRWISE_HEAD,
+            columns={"structure": "string", "pairs": "pairs"}, label_column="pairs",
             source="bpRNA-1m (TR0/VL0/TS0)", split_sizes=(10814, 1300, 1305),
             strand_specific=True,
             strand_reason="base pairs of one RNA strand; its reverse complement is another molecule (G-U becomes C-A).",
@@ -110,6 +201,7 @@ BEACON_TASKS: dict[str, BeaconTask] = {
             name="CMP", beacon_dir="ContactMap", category="structure", input_kind="single", level="pairwise",
             problem_type="multi_label_classification", num_labels=1, metric="contact_top_l_precision",
             metric_key="top_l_precision", head=PAIRWISE_HEAD, source="RNAcontact (PDB)", split_sizes=(188, 23, 80),
+            columns={"contacts": "pairs"}, label_column="contacts",
             strand_specific=True,
             strand_reason="3-D contacts of one RNA molecule; its reverse complement is another molecule.",
             notes="Top-L precision on long-range pairs, counting only predictions with p > 0.5.",
@@ -119,6 +211,7 @@ BEACON_TASKS: dict[str, BeaconTask] = {
             name="DMP", beacon_dir="DistanceMap", category="structure", input_kind="single", level="pairwise",
             problem_type="regression", num_labels=1, metric="pearson_r2", metric_key="r2", head=PAIRWISE_HEAD,
             source="RNAcontact (PDB)", split_sizes=(188, 23, 80),
+            columns={"distance_map": "float_rows"}, label_column="distance_map",
             strand_specific=True,
             strand_reason="3-D distances of one RNA molecule; its reverse complement is another molecule.",
             published=_published("DMP"),
@@ -127,6 +220,7 @@ BEACON_TASKS: dict[str, BeaconTask] = {
             name="SSI", beacon_dir="StructuralScoreImputation", category="structure", input_kind="single",
             level="nucleotide", problem_type="regression", num_labels=1, metric="pearson_r2", metric_key="r2",
             head=TOKEN_HEAD, source="StructureImpute (icSHAPE, HEK293)", split_sizes=(14049, 1756, 3095),
+            columns={"struct": "floats", "label": "floats"}, scored_where_missing="struct",
             strand_specific=True,
             strand_reason="icSHAPE reactivity of each base of the transcript, measured on that strand only.",
             notes="Scored only where the input icSHAPE profile is -1 (missing).", published=_published("SSI"),
@@ -136,6 +230,7 @@ BEACON_TASKS: dict[str, BeaconTask] = {
             problem_type="single_label_classification", num_labels=3, label_names=SPLICE_LABELS,
             metric="splice_topk_accuracy", metric_key="acc_at_k", head=TOKEN_HEAD, source="SpliceAI",
             split_sizes=(144628, 18078, 16505),
+            columns={"label": "classes"},
             strand_specific=True,
             strand_reason="donor (GU) and acceptor (AG) sites are read along the pre-mRNA, 5' to 3'.",
             published=_published("SPL"),
@@ -180,6 +275,9 @@ BEACON_TASKS: dict[str, BeaconTask] = {
             problem_type="regression", num_labels=3, target_names=("reactivity", "deg_Mg_pH10", "deg_Mg_50C"),
             metric="mcrmse", metric_key="mcrmse", head=TOKEN_HEAD, source="OpenVaccine (Kaggle)",
             split_sizes=(2155, 245, 629),
+            columns={"structure": "string", "predicted_loop_type": "string", "signal_to_noise": "float",
+                     "seq_scored": "int", "label": "float_rows"},
+            labels_cover_prefix=True,
             strand_specific=True,
             strand_reason="degradation and reactivity of each base of one mRNA molecule.",
             greater_is_better=False, percent=False,
@@ -207,6 +305,7 @@ BEACON_TASKS: dict[str, BeaconTask] = {
             name="CRI-Off", beacon_dir="CRISPROffTarget", category="engineering", input_kind="pair",
             level="sequence", problem_type="regression", num_labels=1, metric="spearman", metric_key="spearman",
             head=PAIR_INPUT_HEAD, source="DeepCRISPR", split_sizes=(14223, 2032, 4064),
+            inputs=("sgrna", "target"),
             strand_specific=True,
             strand_reason="sgRNA and off-target site are aligned 5' to 3' with the PAM last.",
             published=_published("CRI-Off"),
@@ -215,10 +314,37 @@ BEACON_TASKS: dict[str, BeaconTask] = {
 }
 
 
+# Rfam 14.2 RNA types (`#=GF TP`, first two levels) with at least 25 seed families; rRNA, antitoxin, Intron and tRNA
+# have fewer and are left out. "gene" and "cis-reg" are Rfam's families typed no further than that.
+RFAM_TYPE_LABELS = (
+    "CRISPR", "IRES", "antisense", "cis-reg", "frameshift_element", "gene", "leader", "lncRNA", "miRNA", "riboswitch",
+    "ribozyme", "sRNA", "snRNA", "thermoregulator",
+)  # fmt: skip
+
+# Tasks built from real data beyond BEACON's 13 (no published numbers).
+EXTRA_TASKS: dict[str, BeaconTask] = {
+    task.name: task
+    for task in (
+        BeaconTask(
+            name="RNAType", beacon_dir="", category="function", input_kind="single", level="sequence",
+            problem_type="single_label_classification", num_labels=len(RFAM_TYPE_LABELS), label_names=RFAM_TYPE_LABELS,
+            metric="accuracy", metric_key="accuracy", head=SEQUENCE_HEAD, source="Rfam 14.2 seed alignments",
+            split_sizes=(0, 0, 0),
+            strand_specific=True,
+            strand_reason="an RNA's type is defined by the molecule's sequence and fold, not its reverse complement.",
+            notes="Split by family: no Rfam family has sequences in two splits.",
+        ),
+    )
+}
+
+ALL_TASKS: dict[str, BeaconTask] = {**BEACON_TASKS, **EXTRA_TASKS}
+
+
 def get_task(name: str) -> BeaconTask:
-    """Look up a BEACON task by its abbreviation (case-insensitive), e.g. `get_task("ncRNA")`."""
-    by_lower = {key.lower(): task for key, task in BEACON_TASKS.items()}
+    """Look up a task by its abbreviation (case-insensitive), e.g. `get_task("ncRNA")`: BEACON's 13 and
+    `EXTRA_TASKS`."""
+    by_lower = {key.lower(): task for key, task in ALL_TASKS.items()}
     task = by_lower.get(str(name).lower())
     if task is None:
-        raise ValueError(f"Unknown BEACON task {name!r}; valid names are: {', '.join(BEACON_TASKS)}.")
+        raise ValueError(f"Unknown task {name!r}; valid names are: {', '.join(ALL_TASKS)}.")
     return task

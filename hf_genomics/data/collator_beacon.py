@@ -1,17 +1,16 @@
-"""Tokenize BEACON rows (our Hub layout, see `hub_dataset.beacon_features`) and collate them for every head.
+"""Tokenize BEACON rows (our Hub layout, see `BeaconTask.features`) and collate them for every head.
 
-Per-nucleotide and pairwise labels are laid out per nucleotide, i.e. for the `seq_len - 2` positions between
-`<cls>` and `<eos>` that `BeaconForTokenClassification` / `BeaconForPairwisePrediction` keep: per-nucleotide
-labels are padded with -100 and pair matrices with -1.
+Per-nucleotide and pairwise labels are aligned with `input_ids`, like transformers' token-classification labels:
+`(B, L[, T])` or `(B, L, L)` for `L` tokens, with -100 at `<cls>`, `<eos>`, padding and unlabelled positions.
 """
 
 from dataclasses import dataclass
-from itertools import chain
 
 import numpy as np
 import torch
 
-from .beacon import BeaconTask, get_task
+from .beacon import IGNORE_INDEX, BeaconTask, get_task
+from .padding import pad_rows
 
 
 def _check_single_nucleotide_tokens(tokenizer, task: BeaconTask) -> None:
@@ -23,45 +22,11 @@ def _check_single_nucleotide_tokens(tokenizer, task: BeaconTask) -> None:
 
 
 def encode_beacon_batch(batch: dict[str, list], task: BeaconTask | str, tokenizer, max_length: int = 1026) -> dict:
-    """`Dataset.map(..., batched=True)` function: `input_ids` (and `input_ids_b` for CRI-Off) plus `labels` in
-    the compact per-example form `DataCollatorForBeacon` expands. Sequences longer than `max_length - 2` are
-    truncated and their labels (and pair matrices) cut to match, as in BEACON."""
+    """`Dataset.map(..., batched=True)` function: `BeaconTask.encode` after checking that the tokenizer gives one
+    token per nucleotide where the task's labels are per nucleotide."""
     task = get_task(task) if isinstance(task, str) else task
     _check_single_nucleotide_tokens(tokenizer, task)
-    kwargs = {"truncation": True, "max_length": max_length, "return_attention_mask": False}
-    if task.input_kind == "pair":
-        return {
-            "input_ids": tokenizer(batch["sgrna"], **kwargs)["input_ids"],
-            "input_ids_b": tokenizer(batch["target"], **kwargs)["input_ids"],
-            "labels": batch["label"],
-        }
-    input_ids = tokenizer(batch["sequence"], **kwargs)["input_ids"]
-    lengths = [len(ids) - 2 for ids in input_ids]
-    encoded = {"input_ids": input_ids}
-    if task.name in ("SSP", "CMP"):
-        column = "pairs" if task.name == "SSP" else "contacts"
-        encoded["labels"] = [
-            [pair for pair in pairs if pair[0] < n and pair[1] < n] for pairs, n in zip(batch[column], lengths)
-        ]
-    elif task.name == "DMP":
-        encoded["labels"] = [[row[:n] for row in matrix[:n]] for matrix, n in zip(batch["distance_map"], lengths)]
-    elif task.name == "SSI":
-        # Only positions whose input icSHAPE value is missing (-1) are predicted and scored.
-        encoded["labels"] = [
-            np.where(np.asarray(struct[:n]) == -1, label[:n], -100.0).tolist()
-            for struct, label, n in zip(batch["struct"], batch["label"], lengths)
-        ]
-    elif task.name == "VDP":
-        encoded["labels"] = [
-            (np.asarray(label, dtype=np.float32).reshape(-1, task.num_labels) if label else np.zeros((0, 3)))[:n]
-            .tolist()
-            for label, n in zip(batch["label"], lengths)
-        ]
-    elif task.level == "nucleotide":
-        encoded["labels"] = [label[:n] for label, n in zip(batch["label"], lengths)]
-    else:
-        encoded["labels"] = batch["label"]
-    return encoded
+    return task.encode(batch, tokenizer, max_length)
 
 
 def _scatter(values: np.ndarray, lengths: np.ndarray, width: int, fill: float, dtype) -> np.ndarray:
@@ -70,13 +35,6 @@ def _scatter(values: np.ndarray, lengths: np.ndarray, width: int, fill: float, d
     out = np.full((len(lengths), width, *values.shape[1:]), fill, dtype=dtype)
     out[np.arange(width)[None, :] < lengths[:, None]] = values
     return out
-
-
-def _pad_ragged(rows: list, lengths: np.ndarray, width: int, fill: int, dtype) -> np.ndarray:
-    """Stack variable-length rows of numbers (`lengths[i]` in row i) into `(B, width)`, filling the rest with `fill`."""
-    # One pass over all the numbers: half the time of an array per row for a batch of 32 rows of ~500 ids.
-    values = np.fromiter(chain.from_iterable(rows), dtype=dtype, count=int(lengths.sum()))
-    return _scatter(values, lengths, width, fill, dtype)
 
 
 def _not_ids_below(values: np.ndarray, limit, ignore: int | None = None) -> np.ndarray:
@@ -89,11 +47,6 @@ def _not_ids_below(values: np.ndarray, limit, ignore: int | None = None) -> np.n
     return bad
 
 
-# Per-nucleotide tasks whose labels cover only a prefix of the sequence (OpenVaccine scores the first `seq_scored`
-# nucleotides); the rest is padded with -100 like the batch's shorter rows.
-_PREFIX_LABELLED_TASKS = frozenset({"VDP"})
-
-
 @dataclass
 class DataCollatorForBeacon:
     """Collate `encode_beacon_batch` outputs for the task's head.
@@ -101,8 +54,8 @@ class DataCollatorForBeacon:
     Pads `input_ids` (right) with the tokenizer's pad id to the batch's longest row (rounded up to a multiple of
     `pad_to_multiple_of` if given, e.g. 8 for GPU kernels) and builds `attention_mask`; for CRI-Off also
     `input_ids_b` / `attention_mask_b`. Labels: class ids or float targets for sequence tasks;
-    `(B, L_nt[, T])` per-nucleotide labels padded with -100; `(B, L_nt, L_nt)` pair maps padded with -1,
-    built from the stored pair lists with vectorised scatter.
+    `(B, L[, T])` per-nucleotide labels and `(B, L, L)` pair maps aligned with `input_ids`, -100 wherever there
+    is no nucleotide or no label; pair maps are built from the stored pair lists with vectorised scatter.
 
     Token ids outside the tokenizer's vocabulary and labels the head cannot use (non-finite targets, class ids out of
     range or not integers, wrong shapes, pairs outside the sequence) raise a `ValueError` naming the feature's index
@@ -128,11 +81,7 @@ class DataCollatorForBeacon:
         )
 
     def _pad_ids(self, sequences: list[list[int]], key: str) -> tuple[torch.Tensor, torch.Tensor]:
-        lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
-        width = int(lengths.max())
-        if self.pad_to_multiple_of is not None:
-            width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
-        ids = _pad_ragged(sequences, lengths, width, self.tokenizer.pad_token_id, np.int64)
+        ids, mask = pad_rows(sequences, self.tokenizer.pad_token_id, self.pad_to_multiple_of)
         outside = _not_ids_below(ids, self._vocab_size)
         if outside.any():
             index = int(outside.any(axis=1).argmax())
@@ -141,8 +90,7 @@ class DataCollatorForBeacon:
                 f"has {key} containing {ids[index][outside[index]][0]}",
                 f"ids 0..{self._vocab_size - 1} of the tokenizer's vocabulary (was it encoded with another tokenizer?)",
             )
-        mask = (np.arange(width)[None, :] < lengths[:, None]).astype(np.int64)
-        return torch.from_numpy(ids), torch.from_numpy(mask)
+        return torch.from_numpy(ids), torch.from_numpy(mask.astype(np.int64))
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         task = self.task
@@ -158,12 +106,13 @@ class DataCollatorForBeacon:
         # Nucleotides per row: the tokens between <cls> and <eos>.
         lengths = np.array([len(f["input_ids"]) - 2 for f in features])
         width = batch["input_ids"].shape[1] - 2
-        if task.level == "pairwise":
-            batch["labels"] = torch.from_numpy(self._pair_labels(labels, lengths, width))
-        elif task.level == "nucleotide":
-            batch["labels"] = torch.from_numpy(self._nucleotide_labels(labels, lengths, width))
-        else:
+        if task.level == "sequence":
             batch["labels"] = torch.from_numpy(self._sequence_labels(labels))
+            return batch
+        per_nucleotide = (self._pair_labels if task.level == "pairwise" else self._nucleotide_labels)(labels, lengths, width)
+        # Aligned with input_ids: the <cls> and <eos> columns (and rows) get the ignore value too.
+        token_axes = [(1, 1) if axis == "tokens" else (0, 0) for axis in task.label_shape]
+        batch["labels"] = torch.from_numpy(np.pad(per_nucleotide, [(0, 0), *token_axes], constant_values=IGNORE_INDEX))
         return batch
 
     def _label_dtype(self):
@@ -234,7 +183,7 @@ class DataCollatorForBeacon:
     def _nucleotide_labels(self, labels: list, lengths: np.ndarray, width: int) -> np.ndarray:
         task = self.task
         tail = (task.num_labels,) if task.is_regression and task.num_labels > 1 else ()
-        prefix = task.name in _PREFIX_LABELLED_TASKS
+        prefix = task.labels_cover_prefix
         accepted = (
             f"{'at most ' if prefix else ''}one label{f' row of {tail[0]} values' if tail else ''} per nucleotide "
             "(token between <cls> and <eos>)"
@@ -246,13 +195,13 @@ class DataCollatorForBeacon:
             self._fail(index, f"has {counts[index]} labels for {lengths[index]} nucleotides", accepted)
         self._check_label_values(values, counts)
         if task.problem_type == "single_label_classification":
-            return _scatter(values, counts, width, -100, np.int64)
-        return _scatter(values, counts, width, -100.0, np.float32)
+            return _scatter(values, counts, width, IGNORE_INDEX, np.int64)
+        return _scatter(values, counts, width, IGNORE_INDEX, np.float32)
 
     def _pair_labels(self, labels: list, lengths: np.ndarray, width: int) -> np.ndarray:
         inside = np.arange(width)[None, :] < lengths[:, None]
         square = inside[:, :, None] & inside[:, None, :]
-        out = np.full((len(labels), width, width), -1.0, dtype=np.float32)
+        out = np.full((len(labels), width, width), IGNORE_INDEX, dtype=np.float32)
         if self.task.is_regression:
             shapes = [(n, n) for n in lengths.tolist()]
             try:

@@ -33,9 +33,9 @@ class DataCollatorForPacking:
 
     - ``labels`` with ``pack_labels=True`` (masked-LM labels, shaped like ``input_ids``) are packed like
       ``input_ids``, padded with ``label_pad_token_id``; with ``pack_labels=False`` (sequence labels ``(B, ...)``,
-      per-nucleotide labels ``(B, L - 2, ...)`` or token-aligned ones) they stay per sequence, reordered to the
-      packed order, which is the order of the per-sequence outputs of the sequence and token heads, and token-level
-      ones are cut to the longest sequence (token-aligned ones left-aligned), the width of those outputs;
+      token-aligned labels ``(B, L, ...)`` or pair maps ``(B, L, L)``) they stay per sequence, reordered to the
+      packed order, which is the order of the per-sequence outputs of the sequence, token and pair heads, and
+      token-aligned ones are cut to the longest sequence and left-aligned, the width of those outputs;
     - any other tensor shaped ``(B, L, ...)`` like ``input_ids`` (``token_type_ids``, ``special_tokens_mask``) is
       packed (tails 0, 1 for ``special_tokens_mask``); any other tensor ``(B, ...)`` is per sequence, reordered;
     - anything else (and ``position_ids``, which packing makes) is a ``ValueError``.
@@ -196,7 +196,7 @@ class DataCollatorForPacking:
         if token_aligned and key != "labels":
             fill = self.pad_token_id if key == "input_ids" else _FILL.get(key, 0)
             return layout.pack(value, fill)
-        if key == "labels" and value.dim() >= 2 and value.shape[1] in (width, width - 2):
+        if key == "labels" and value.dim() >= 2 and value.shape[1] == width:
             value = layout.per_sequence_labels(value, width, self.label_pad_token_id)
         if value.dim() >= 1 and value.shape[0] == batch_size:
             return value.index_select(0, layout.order.to(value.device))
@@ -238,17 +238,22 @@ class _Layout:
         self.source = source.flatten().masked_fill_(self.tail, 0)
 
     def per_sequence_labels(self, labels: torch.Tensor, inner_width: int, fill) -> torch.Tensor:
-        """Token-level labels cut to the longest sequence, as the token and pair heads return packed outputs:
-        `(B, longest)` left-aligned when aligned with the inner input_ids, `(B, longest - 2)` when per nucleotide."""
+        """Token-aligned labels cut to the longest sequence and left-aligned, as the token and pair heads return
+        packed outputs: `(B, longest, ...)`, and a pair map `(B, inner_width, inner_width)` on both token axes."""
         longest = int(self.lengths.max())
-        if labels.shape[1] == inner_width - 2:
-            return labels[:, : longest - 2]
         offsets = torch.arange(longest, device=labels.device)
         columns = (self.first.to(labels.device)[:, None] + offsets).clamp(max=inner_width - 1)
-        gathered = labels.gather(1, columns.view(*columns.shape, *([1] * (labels.dim() - 2))).expand(
-            *columns.shape, *labels.shape[2:]))
         beyond = offsets[None, :] >= self.lengths.to(labels.device)[:, None]
-        return gathered.masked_fill(beyond.view(*beyond.shape, *([1] * (labels.dim() - 2))), fill)
+
+        def cut(values: torch.Tensor) -> torch.Tensor:
+            tail = [1] * (values.dim() - 2)
+            gathered = values.gather(1, columns.view(*columns.shape, *tail).expand(*columns.shape, *values.shape[2:]))
+            return gathered.masked_fill(beyond.view(*beyond.shape, *tail), fill)
+
+        labels = cut(labels)
+        if labels.dim() == 3 and labels.shape[2] == inner_width:
+            labels = cut(labels.transpose(1, 2)).transpose(1, 2)
+        return labels
 
     def pack(self, value: torch.Tensor, fill) -> torch.Tensor:
         device = value.device

@@ -17,6 +17,7 @@ import torch
 from transformers import DataCollatorForLanguageModeling
 
 from ..metrics.mlm_floor import no_context_mlm_loss
+from .padding import pad_rows
 
 _NUCLEOTIDES = frozenset("ACGTU")
 # One statistics row per writer: the main process (row 0) and DataLoader workers 0..62 (rows 1..63).
@@ -309,25 +310,12 @@ class DataCollatorForRandomMask(DataCollatorForLanguageModeling):
         return batch
 
     def _pad(self, rows: list, value: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pads id lists as ``tokenizer.pad`` does (``padding_side``, ``pad_to_multiple_of``) in one scatter, since
-        the tokenizer's per-example Python padding costs more than the masking itself; also returns where the
-        values went (the attention mask)."""
+        """Pads id lists as ``tokenizer.pad`` does (``padding_side``, ``pad_to_multiple_of``) with
+        :func:`~hf_genomics.data.padding.pad_rows`; also returns where the values went (the attention mask)."""
         if self._pad_token_id is None:
             raise ValueError("Padding needs a tokenizer with a pad token.")
-        lengths = torch.tensor([len(row) for row in rows])
-        width = int(lengths.max())
-        if self.pad_to_multiple_of:
-            width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
-        if isinstance(rows[0], torch.Tensor):
-            flat = torch.cat([row.long().flatten() for row in rows])
-        else:
-            flat = torch.from_numpy(np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum())))
-        positions = torch.arange(width).expand(len(rows), width)
-        if self.tokenizer.padding_side == "left":
-            filled = positions >= width - lengths[:, None]
-        else:
-            filled = positions < lengths[:, None]
-        return torch.full((len(rows), width), value, dtype=torch.long).masked_scatter_(filled, flat), filled
+        padded, filled = pad_rows(rows, value, self.pad_to_multiple_of, self.tokenizer.padding_side)
+        return torch.from_numpy(padded), torch.from_numpy(filled)
 
     # ----- masking -----
 

@@ -15,49 +15,13 @@ from typing import NamedTuple
 import datasets
 import yaml
 
-from .beacon import SPLICE_LABELS, get_task
+from .beacon import get_task
 
 
 def beacon_features(task_name: str, label_names: tuple[str, ...] | None = None) -> datasets.Features:
-    """The column schema of one BEACON task in our Hub layout (shared by every builder and by the collators).
-
-    Every row has `id` and `sequence` (CRI-Off: `sgrna` and `target`); the target is `label`, except for the
-    pairwise tasks, which store 0-based `pairs` (SSP), `contacts` (CMP, i <= j) or a dense `distance_map` (DMP).
-    """
-    task = get_task(task_name)
-    string, float32 = datasets.Value("string"), datasets.Value("float32")
-    matrix_pairs = datasets.List(datasets.List(datasets.Value("int32")))
-    columns = {"id": string, "sequence": string}
-    if task.name == "SSP":
-        columns |= {"structure": string, "pairs": matrix_pairs}
-    elif task.name == "CMP":
-        columns |= {"contacts": matrix_pairs}
-    elif task.name == "DMP":
-        columns |= {"distance_map": datasets.List(datasets.List(float32))}
-    elif task.name == "SSI":
-        columns |= {"struct": datasets.List(float32), "label": datasets.List(float32)}
-    elif task.name == "SPL":
-        columns |= {"label": datasets.List(datasets.ClassLabel(names=list(label_names or SPLICE_LABELS)))}
-    elif task.name == "VDP":
-        columns |= {
-            "structure": string,
-            "predicted_loop_type": string,
-            "signal_to_noise": float32,
-            "seq_scored": datasets.Value("int32"),
-            "label": datasets.List(datasets.List(float32)),
-        }
-    elif task.name == "CRI-Off":
-        columns = {"id": string, "sgrna": string, "target": string, "label": float32}
-    elif task.problem_type == "single_label_classification":
-        names = label_names or task.label_names or tuple(str(k) for k in range(task.num_labels))
-        columns |= {"label": datasets.ClassLabel(names=list(names))}
-    elif task.problem_type == "multi_label_classification":
-        columns |= {"label": datasets.List(datasets.Value("int8"))}
-    elif task.num_labels > 1:
-        columns |= {"label": datasets.List(float32)}
-    else:
-        columns |= {"label": float32}
-    return datasets.Features(columns)
+    """The column schema of one task in our Hub layout (`BeaconTask.features`), shared by every builder and by the
+    collators."""
+    return get_task(task_name).features(label_names)
 
 
 @dataclass

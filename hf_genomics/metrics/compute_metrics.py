@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ..data.beacon import BeaconTask, get_task
+from ..data.beacon import IGNORE_INDEX, BeaconTask, get_task
 from . import functional as F
 
 
@@ -29,8 +29,9 @@ class BeaconMetrics:
 
     Works both on whole-set predictions and with `TrainingArguments(batch_eval_metrics=True)`, where each batch is
     reduced to what the metric needs (for SSP only the cells predicted or labelled as paired; for CMP each
-    sequence's top-L pairs), so L x L predictions of a whole eval set never sit in memory. Padding is ignored:
-    pairwise labels < 0 (collator -1, Trainer -100) and per-nucleotide labels equal to -100.
+    sequence's top-L pairs), so L x L predictions of a whole eval set never sit in memory. Labels equal to -100
+    (padding, special tokens, unlabelled positions) are ignored; per-nucleotide and pairwise outputs span the whole
+    tokenized sequence, as `DataCollatorForBeacon` lays out their labels.
     """
 
     def __init__(self, task: BeaconTask | str, min_separation: int = 24):
@@ -48,65 +49,47 @@ class BeaconMetrics:
 
     def _reduce(self, logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, ...]:
         task = self.task
-        if task.level == "pairwise":
-            if logits.ndim == 4:
-                logits = logits[..., 0]
+        if logits.ndim == labels.ndim + 1 and logits.shape[-1] == 1:
+            logits = logits[..., 0]
+        if task.level != "sequence" and task.problem_type != "single_label_classification":
             if logits.shape != labels.shape:
-                raise ValueError(f"{task.name}: pairwise logits {logits.shape} do not match labels {labels.shape}.")
-            if task.name == "CMP":
-                logits = (logits + np.swapaxes(logits, 1, 2)) / 2
-                selected = [
-                    F.select_top_l_contacts(prob, label, self.min_separation)
-                    for prob, label in F.split_padded_matrices(_sigmoid(logits), np.where(labels < 0, -1, labels), -1)
-                ]
-                return tuple(np.concatenate(parts) for parts in zip(*selected)) if selected else (np.zeros(0),) * 2
-            valid = labels >= 0
-            if task.is_regression:
-                return logits[valid].astype(np.float32), labels[valid].astype(np.float32)
+                raise ValueError(f"{task.name}: {task.level} outputs {logits.shape} do not match labels {labels.shape}.")
+        if task.metric == "contact_top_l_precision":
+            logits = (logits + np.swapaxes(logits, 1, 2)) / 2
+            selected = [
+                F.select_top_l_contacts(prob, label, self.min_separation)
+                for prob, label in F.split_padded_matrices(_sigmoid(logits), labels, IGNORE_INDEX)
+            ]
+            return tuple(np.concatenate(parts) for parts in zip(*selected)) if selected else (np.zeros(0),) * 2
+        if task.metric == "secondary_structure_f1":
             probabilities = _sigmoid(logits)
             # Cells neither predicted nor labelled paired add nothing to the pooled F1.
-            keep = valid & ((probabilities > 0.5) | (labels > 0.5))
+            keep = (labels != IGNORE_INDEX) & ((probabilities > 0.5) | (labels > 0.5))
             return probabilities[keep].astype(np.float32), labels[keep].astype(np.float32)
-        if task.level == "nucleotide":
+        if task.level == "sequence":
             if task.problem_type == "single_label_classification":
-                valid = labels != -100
-                return _softmax(logits[valid]).astype(np.float32), labels[valid]
-            if logits.ndim == labels.ndim + 1 and logits.shape[-1] == 1:
-                logits = logits[..., 0]
-            if logits.shape != labels.shape:
-                raise ValueError(f"{task.name}: per-nucleotide outputs {logits.shape} do not match labels {labels.shape}.")
-            if labels.ndim == 3:
-                return logits.reshape(-1, labels.shape[-1]), labels.reshape(-1, labels.shape[-1])
-            valid = labels != -100
-            return logits[valid], labels[valid]
+                return logits.argmax(-1), labels.reshape(-1)
+            if task.problem_type == "multi_label_classification":
+                return _sigmoid(logits), labels
+            return logits.reshape(len(logits), -1), labels.reshape(len(labels), -1)
         if task.problem_type == "single_label_classification":
-            return logits.argmax(-1), labels.reshape(-1)
-        if task.problem_type == "multi_label_classification":
-            return _sigmoid(logits), labels
-        return logits.reshape(len(logits), -1), labels.reshape(len(labels), -1)
+            valid = labels != IGNORE_INDEX
+            return _softmax(logits[valid]).astype(np.float32), labels[valid]
+        if task.label_shape[-1] == "targets":  # rows of targets per nucleotide: MCRMSE skips ignored values itself
+            valid = (labels != IGNORE_INDEX).any(axis=-1)
+            return logits[valid], labels[valid]
+        valid = labels != IGNORE_INDEX
+        return logits[valid].astype(np.float32), labels[valid].astype(np.float32)
 
     def _finalize(self, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
         task = self.task
-        if task.name == "CMP":
-            value = F.precision_above_threshold(predictions, labels)
-        elif task.name == "SSP":
-            value = F.secondary_structure_f1(predictions, labels, ignore_index=None)
-        elif task.metric == "mcrmse":
-            value = F.mcrmse(predictions, labels)
-        elif task.metric == "splice_topk_accuracy":
-            value = F.splice_topk_accuracy(predictions, labels)
-        elif task.metric == "mean_roc_auc":
-            value = F.mean_roc_auc(predictions, labels)
-        elif task.metric == "mean_pearson_r2":
-            value = F.mean_pearson_r2(predictions, labels)
-        elif task.metric == "accuracy":
-            return {
-                "accuracy": F.accuracy(predictions, labels),
-                "mcc": F.matthews_correlation(predictions, labels),
-            }
-        else:
-            value = getattr(F, task.metric)(predictions, labels)
-        return {task.metric_key: value}
+        if task.metric == "contact_top_l_precision":
+            return {task.metric_key: F.precision_above_threshold(predictions, labels)}
+        if task.metric == "secondary_structure_f1":
+            return {task.metric_key: F.secondary_structure_f1(predictions, labels, ignore_index=None)}
+        if task.metric == "accuracy":
+            return {"accuracy": F.accuracy(predictions, labels), "mcc": F.matthews_correlation(predictions, labels)}
+        return {task.metric_key: getattr(F, task.metric)(predictions, labels)}
 
 
 def make_compute_metrics(task: BeaconTask | str, min_separation: int = 24) -> BeaconMetrics:

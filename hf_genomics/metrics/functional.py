@@ -26,7 +26,7 @@ def _as_flat_valid(predictions, labels, ignore_index):
     return predictions[valid], labels[valid]
 
 
-def secondary_structure_f1(probabilities, labels, threshold: float = 0.5, ignore_index: int | None = -1) -> float:
+def secondary_structure_f1(probabilities, labels, threshold: float = 0.5, ignore_index: int | None = -100) -> float:
     """SSP F1: binary F1 over all L x L cells of all sequences pooled (BEACON `calculate_metric_with_sklearn`)."""
     probabilities, labels = _as_flat_valid(probabilities, labels, ignore_index)
     predicted = probabilities > threshold
@@ -37,14 +37,15 @@ def secondary_structure_f1(probabilities, labels, threshold: float = 0.5, ignore
 
 
 def split_padded_matrices(probabilities, labels, ignore_index) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Split padded (N, L, L) arrays, or lists of matrices, into per-sequence unpadded (probs, labels) pairs."""
+    """Split padded (N, L, L) arrays, or lists of matrices, into per-sequence (probs, labels) pairs over the positions
+    whose label row is not all `ignore_index` (padding and special tokens)."""
     pairs = []
     for prob, label in zip(probabilities, labels):
         prob, label = np.asarray(prob, dtype=np.float64), np.asarray(label, dtype=np.float64)
         if prob.shape != label.shape or prob.ndim != 2:
             raise ValueError(f"expected matching L x L matrices, got {prob.shape} and {label.shape}.")
-        length = int((label != ignore_index).any(axis=1).sum()) if ignore_index is not None else len(label)
-        pairs.append((prob[:length, :length], label[:length, :length]))
+        kept = np.flatnonzero((label != ignore_index).any(axis=1)) if ignore_index is not None else np.arange(len(label))
+        pairs.append((prob[np.ix_(kept, kept)], label[np.ix_(kept, kept)]))
     return pairs
 
 
@@ -65,7 +66,7 @@ def contact_top_l_precision(
     min_separation: int = 24,
     fraction: int = 1,
     threshold: float = 0.5,
-    ignore_index: int | None = -1,
+    ignore_index: int | None = -100,
 ) -> float:
     """CMP "P@L": precision over each sequence's top-L long-range pairs, pooled over sequences.
 

@@ -954,33 +954,20 @@ def _sequence_rows(
     return split_sequences(hidden_states, sequence_ids)
 
 
-def _drop_special_tokens(
+def _nucleotide_mask(
     attention_mask: torch.Tensor | None, batch_size: int, seq_length: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Positions of the nucleotides in each row: every non-padding token except the first and the last
-    (`<cls>` and `<eos>` / `[CLS]` and `[SEP]`), left-aligned.
-
-    Returns `index` `(B, L - 2)` into the token axis and `valid` `(B, L - 2)`, True where the row has a nucleotide.
-    With right padding `index` is simply `1 .. L - 2` (the `[:, 1:-1]` slice BEACON uses); left padding is handled
-    by starting each row at its first non-padding token.
-    """
+) -> torch.Tensor:
+    """`(B, L)`, True at the nucleotides of each row: every non-padding token except the first and the last
+    (`<cls>` and `<eos>` / `[CLS]` and `[SEP]`), with right or left padding."""
     if seq_length < 2:
         raise ValueError(f"Inputs need at least the two special tokens around the sequence, got length {seq_length}.")
-    offsets = torch.arange(seq_length - 2, device=device)
     if attention_mask is None:
-        index = (offsets + 1).expand(batch_size, -1)
-        return index, torch.ones_like(index, dtype=torch.bool)
+        attention_mask = torch.ones(batch_size, seq_length, dtype=torch.bool, device=device)
     attention_mask = attention_mask.to(device).bool()
-    first = attention_mask.int().argmax(dim=1)
-    lengths = attention_mask.sum(dim=1)
-    index = (first[:, None] + 1 + offsets).clamp(max=seq_length - 1)
-    return index, offsets[None, :] < (lengths - 2)[:, None]
-
-
-def _gather_positions(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """`values[b, index[b, t], ...]` for a `(B, L, ...)` tensor."""
-    expanded = index.view(*index.shape, *([1] * (values.dim() - 2))).expand(*index.shape, *values.shape[2:])
-    return values.gather(1, expanded)
+    positions = torch.arange(seq_length, device=device)
+    first = attention_mask.int().argmax(dim=1, keepdim=True)
+    last = seq_length - 1 - attention_mask.flip(1).int().argmax(dim=1, keepdim=True)
+    return attention_mask & (positions > first) & (positions < last)
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -989,55 +976,38 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return values.sum() / mask.sum().clamp(min=1)
 
 
-def _token_loss(
-    config: BeaconConfig, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor, valid: torch.Tensor
-) -> torch.Tensor:
-    """Per-nucleotide loss from `config.problem_type`, skipping positions that are not nucleotides, labels -100
-    and (regression) NaN.
-
-    Labels given per nucleotide (`L - 2` long) are used as is; labels aligned with the tokens (`L` long, e.g. from
-    `DataCollatorForTokenClassification`) are gathered like the hidden states.
-    """
-    accepted = "shape (batch, L - 2) (one per nucleotide) or (batch, L) (aligned with input_ids)"
+def _token_loss(config: BeaconConfig, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-token loss from `config.problem_type`: cross-entropy, regression MSE or multi-label BCE, skipping labels
+    equal to -100 (special tokens, padding, unlabelled nucleotides)."""
+    batch_size, seq_length, num_labels = logits.shape
+    accepted = f"shape (batch, seq_len) = {(batch_size, seq_length)}, aligned with input_ids"
     _check_labels(labels, f"int64 class ids or float targets (trailing num_labels dimension), {accepted}")
     problem_type = _resolve_problem_type(config, labels)
-    batch_size, num_nucleotides, num_labels = logits.shape
-    lengths = (num_nucleotides, num_nucleotides + 2)
     if problem_type == "single_label_classification":
-        _check_labels(labels, f"int64 class ids, {accepted}", tuple((batch_size, n) for n in lengths), _CLASS_ID_DTYPES)
-    else:
-        shapes = tuple((batch_size, n, num_labels) for n in lengths)
-        if num_labels == 1:
-            shapes += tuple((batch_size, n) for n in lengths)
-        _check_labels(labels, f"{problem_type} targets, {accepted} by num_labels={num_labels}", shapes)
-    if labels.shape[1] != num_nucleotides:
-        labels = _gather_positions(labels, index.to(labels.device))
-    labels = labels.to(logits.device)
-    if problem_type == "single_label_classification":
-        keep = valid & (labels != -100)
-        safe_labels = torch.where(keep, labels, 0).flatten()
+        _check_labels(labels, f"int64 class ids, {accepted}", ((batch_size, seq_length),), _CLASS_ID_DTYPES)
+        keep = labels.to(logits.device) != -100
+        safe_labels = torch.where(keep, labels.to(logits.device), 0).flatten()
         per_token = F.cross_entropy(logits.flatten(0, 1), safe_labels, reduction="none").view_as(keep)
         return _masked_mean(per_token, keep)
-    if labels.dim() == 2:
-        labels = labels.unsqueeze(-1)
-    labels = labels.to(logits.dtype)
-    keep = valid.unsqueeze(-1) & (labels != -100) & ~labels.isnan()
+    shapes = ((batch_size, seq_length, num_labels),) + (((batch_size, seq_length),) if num_labels == 1 else ())
+    _check_labels(labels, f"{problem_type} targets, {accepted} (by num_labels={num_labels})", shapes)
+    labels = labels.to(device=logits.device, dtype=logits.dtype).view_as(logits)
+    keep = labels != -100
     safe_labels = torch.where(keep, labels, torch.zeros((), dtype=labels.dtype, device=labels.device))
     if problem_type == "regression":
         per_element = (logits - safe_labels).square()
     else:
         per_element = F.binary_cross_entropy_with_logits(logits, safe_labels, reduction="none")
-    return _masked_mean(per_element, keep.expand_as(per_element))
+    return _masked_mean(per_element, keep)
 
 
 class BeaconForTokenClassification(BeaconPreTrainedModel):
-    """BEACON-B with a linear `classifier` on every nucleotide (splice sites, degradation, structure scores).
+    """BEACON-B with a linear `classifier` on every token (splice sites, degradation, structure scores).
 
-    Outputs have one row per nucleotide: the first and last non-padding token of each row (`<cls>`, `<eos>`) are
-    dropped, so `logits` is `(batch, seq_len - 2, num_labels)` and `logits[b, t]` is nucleotide `t` of row `b`;
-    for rows shorter than the longest, the tail `t >= row_length - 2` is padding (no loss is taken there).
-    `config.problem_type` picks cross-entropy (labels -100 ignored), regression MSE (labels -100 or NaN ignored) or
-    multi-label BCE.
+    As in transformers' token-classification heads, `logits` is `(batch, seq_len, num_labels)`, aligned with
+    `input_ids`, and labels are `(batch, seq_len)` (or `(..., num_labels)` floats) with -100 where no loss is taken:
+    `<cls>`, `<eos>`, padding and unlabelled nucleotides (`DataCollatorForBeacon` lays them out so).
+    `config.problem_type` picks cross-entropy, regression MSE or multi-label BCE.
     """
 
     def __init__(self, config: BeaconConfig):
@@ -1059,8 +1029,8 @@ class BeaconForTokenClassification(BeaconPreTrainedModel):
         labels: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> TokenClassifierOutput:
-        r"""labels: `(batch, seq_len - 2)` per nucleotide or `(batch, seq_len)` aligned with `input_ids`
-        (special-token columns are then dropped); `(..., num_labels)` floats for multi-target regression."""
+        r"""labels: `(batch, seq_len)` aligned with `input_ids`, -100 where no loss is taken; `(..., num_labels)`
+        floats for multi-target regression."""
         outputs = self.beacon(
             input_ids,
             attention_mask=attention_mask,
@@ -1070,15 +1040,9 @@ class BeaconForTokenClassification(BeaconPreTrainedModel):
             return_dict=True,
             **kwargs,
         )
-        hidden_states, attention_mask = _sequence_rows(
-            self.beacon, outputs.last_hidden_state, attention_mask, position_ids
-        )
-        batch_size, seq_length = hidden_states.shape[:2]
-        index, valid = _drop_special_tokens(attention_mask, batch_size, seq_length, hidden_states.device)
-        logits = self.classifier(self.dropout(_gather_positions(hidden_states, index)))
-        loss = None
-        if labels is not None:
-            loss = _token_loss(self.config, logits, labels, index, valid)
+        hidden_states, _ = _sequence_rows(self.beacon, outputs.last_hidden_state, attention_mask, position_ids)
+        logits = self.classifier(self.dropout(hidden_states))
+        loss = _token_loss(self.config, logits, labels) if labels is not None else None
         return TokenClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
@@ -1137,7 +1101,7 @@ class BeaconPairwiseHead(nn.Module):
 
 @dataclass
 class PairwisePredictionOutput(ModelOutput):
-    """Output of [`BeaconForPairwisePrediction`]: `logits` `(batch, L_nt, L_nt)` over nucleotide pairs."""
+    """Output of [`BeaconForPairwisePrediction`]: `logits` `(batch, seq_len, seq_len)` over token pairs."""
 
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
@@ -1148,10 +1112,11 @@ class PairwisePredictionOutput(ModelOutput):
 class BeaconForPairwisePrediction(BeaconPreTrainedModel):
     """BEACON-B for nucleotide-pair maps (secondary structure, contact map, distance map).
 
-    Special tokens are dropped as in [`BeaconForTokenClassification`], so `logits` is `(batch, L_nt, L_nt)`
-    with `L_nt = seq_len - 2`, symmetric. Labels are `(batch, L_nt, L_nt)` with -1 (or NaN) where there is no
-    label; `problem_type="regression"` gives MSE (distance maps), anything else binary cross-entropy on logits
-    (positive pairs weighted by `config.pairwise_pos_weight` when it is set).
+    `logits` is `(batch, seq_len, seq_len)`, symmetric, aligned with `input_ids` on both axes; the pair head sees
+    only the nucleotides (special tokens and padding are zeroed before every convolution, so cell (i, j) is the one
+    BEACON computes on the nucleotides alone). Labels are `(batch, seq_len, seq_len)` with -100 where there is no
+    label (special tokens, padding); `problem_type="regression"` gives MSE (distance maps), anything else binary
+    cross-entropy on logits (positive pairs weighted by `config.pairwise_pos_weight` when it is set).
     """
 
     def __init__(self, config: BeaconConfig):
@@ -1184,13 +1149,15 @@ class BeaconForPairwisePrediction(BeaconPreTrainedModel):
             self.beacon, outputs.last_hidden_state, attention_mask, position_ids
         )
         batch_size, seq_length = hidden_states.shape[:2]
-        index, valid = _drop_special_tokens(attention_mask, batch_size, seq_length, hidden_states.device)
-        logits = self.classifier(_gather_positions(hidden_states, index), valid)
+        logits = self.classifier(
+            hidden_states, _nucleotide_mask(attention_mask, batch_size, seq_length, hidden_states.device)
+        )
         loss = None
         if labels is not None:
-            _check_labels(labels, "pair labels, shape (batch, L_nt, L_nt), -1 where there is none", (logits.shape,))
+            _check_labels(labels, "pair labels, shape (batch, seq_len, seq_len), -100 where there is none",
+                          (logits.shape,))
             labels = labels.to(device=logits.device, dtype=logits.dtype)
-            keep = (labels != -1) & ~labels.isnan() & valid[:, :, None] & valid[:, None, :]
+            keep = labels != -100
             safe_labels = torch.where(keep, labels, torch.zeros((), dtype=labels.dtype, device=labels.device))
             if self.config.problem_type == "regression":
                 per_pair = (logits - safe_labels).square()
