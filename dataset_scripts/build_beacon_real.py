@@ -2,7 +2,10 @@
 
     python dataset_scripts/build_beacon_real.py --output_dir OUT [--max_ssp_length 512] [--spl_window 400]
 
-With --configs, only those are rebuilt; the other configs already in OUT are kept.
+With --configs, only those are rebuilt; the other configs already in OUT are kept. Every config but RNAType is built
+by default: RNAType is Rfam itself, so a folder holding it, passed to build_rfam_corpus.py's --exclude_dataset_dir,
+would empty the pretraining corpus of the 14 types' families. --max_rows_per_split keeps the first rows of each split
+(for tests).
 
 Configs (same columns as `build_beacon.py`, so `examples/run_beacon.py` trains on either):
   ncRNA         nRC (BEACON's source): 13 classes; a stratified, seeded validation split held out from train
@@ -11,22 +14,32 @@ Configs (same columns as `build_beacon.py`, so `examples/run_beacon.py` trains o
   CRI-On        Behan et al. 2019 sgRNA activity (rs3 test data), 23-nt sgRNA + PAM, seeded 70/10/20 split
   SPL           per-nucleotide none/acceptor/donor labels on C. elegans gene windows (WormBase WS282 introns)
   MRL           UTR-LM 5'UTR expression readout (211 designed UTRs), seeded 70/10/20 split
+  VDP           OpenVaccine with measured labels: test = Kaggle public test (BEACON's rows), train/validation = private
+  CRI-Off       SITE-seq guide/site pairs, label log1p(reads), split by guide
+  RNAType       Rfam 14.2 seed sequences, 14 RNA types, split by family (test = build_rfam_corpus.py's held-out ones)
 """
 
 import argparse
+import csv
+import gzip
 import json
 import math
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from hf_genomics.data.beacon import RFAM_TYPE_LABELS, get_task
 from hf_genomics.data.hub_dataset import HubConfig, beacon_features, write_hub_dataset
 from hf_genomics.data.structure import dot_bracket_to_pairs
 from hf_genomics.io import read_fasta, read_nrc
 from hf_genomics.io.tables import read_csv_records
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script below, also when imported by path
+from build_rfam_corpus import build_corpus, read_rfam_seed  # noqa: E402
 
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
@@ -45,8 +58,10 @@ def _data_file(data_dir: Path, relative: str) -> Path:
 
 
 def _json_lines(path: Path, keys: tuple[str, ...]):
-    """(where, record) for each line of a JSON-lines file; every record must have `keys`."""
-    for line, text in enumerate(path.read_text().splitlines(), start=1):
+    """(where, record) for each line of a JSON-lines file (gzipped if it ends in .gz); every record must have
+    `keys`."""
+    lines = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+    for line, text in enumerate(lines.splitlines(), start=1):
         if not text.strip():
             continue
         try:
@@ -274,14 +289,197 @@ def build_mrl(data_dir: Path, seed: int) -> HubConfig:
     )
 
 
-CONFIG_NAMES = ("ncRNA", "SSP", "SSP_archiveii", "CRI-On", "SPL", "MRL")
+VDP_TARGETS = get_task("VDP").target_names  # reactivity, deg_Mg_pH10, deg_Mg_50C
+VDP_TEST_LENGTH = 107  # Kaggle's public test: BEACON's VDP test rows
+
+
+def _vdp_row(where: str, record: dict) -> dict:
+    sequence, scored = record["sequence"], record["seq_scored"]
+    if any(len(record[column]) != len(sequence) for column in ("structure", "predicted_loop_type")):
+        raise ValueError(f"{where}: structure or predicted_loop_type is not as long as the sequence ({len(sequence)}).")
+    if not isinstance(scored, int) or not 0 < scored <= len(sequence):
+        raise ValueError(f"{where}: seq_scored {scored!r} must be an integer in 1..{len(sequence)}.")
+    try:
+        label = np.array([record[target][:scored] for target in VDP_TARGETS], dtype=np.float64).T
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{where}: the targets' first seq_scored={scored} values must be numbers ({error}).") from None
+    bad = ~np.isfinite(label) | (np.abs(label) > FLOAT32_MAX)
+    if label.shape != (scored, len(VDP_TARGETS)) or bad.any():
+        position, target = np.argwhere(bad)[0] if bad.any() else (label.shape[0], 0)
+        raise ValueError(f"{where}: {VDP_TARGETS[target]}[{position}] is missing or not a finite number; the first "
+                         f"seq_scored={scored} values of {', '.join(VDP_TARGETS)} must be.")
+    # The labelled release has no signal_to_noise: null (as build_beacon.py stores unlabelled test rows), so a filter
+    # on it fails loudly instead of dropping every row as NaN comparisons would.
+    return {"id": record["id"], "sequence": sequence, "structure": record["structure"],
+            "predicted_loop_type": record["predicted_loop_type"], "signal_to_noise": None, "seq_scored": scored,
+            "label": label.tolist()}
+
+
+def build_vdp(data_dir: Path, seed: int, validation: float = 0.1) -> HubConfig:
+    """Test: the 107-nt (Kaggle public test) rows; the 130-nt (private test) rows split into train/validation."""
+    path = _data_file(data_dir, "openvaccine_labeled/openvaccine_test_labeled.jsonl.gz")
+    keys = ("id", "sequence", "structure", "predicted_loop_type", "seq_scored", *VDP_TARGETS)
+    rows = [_vdp_row(where, record) for where, record in _json_lines(path, keys)]
+    test = [row for row in rows if len(row["sequence"]) == VDP_TEST_LENGTH]
+    rest = [row for row in rows if len(row["sequence"]) != VDP_TEST_LENGTH]
+    train, valid = train_test_split(rest, test_size=validation, random_state=seed)
+    scored = {split: sorted({row["seq_scored"] for row in part}) for split, part in
+              (("train", train), ("validation", valid), ("test", test))}
+    return HubConfig(
+        name="VDP",
+        splits={"train": train, "validation": valid, "test": test},
+        features=beacon_features("VDP"),
+        description="OpenVaccine mRNA degradation (BEACON VDP): per-nucleotide reactivity, deg_Mg_pH10 and "
+        "deg_Mg_50C of the first `seq_scored` nucleotides (`label`, one row of the 3 targets per scored nucleotide), "
+        "scored by MCRMSE. The rows are the Kaggle test set with the measurements released after the competition. "
+        f"Test: the {len(test)} public-test RNAs ({VDP_TEST_LENGTH} nt, 68 scored), the rows BEACON's VDP number "
+        "comes from (BEACON submitted to Kaggle's public leaderboard), scored offline here. Train/validation: the "
+        f"{len(rest):,} private-test RNAs (130 nt, 91 scored), split {1 - validation:.0%}/{validation:.0%} at random "
+        f"(seed {seed}). BEACON trained on Kaggle's 2,400-row training set (107 nt; 2,155 / 245 rows after its "
+        "signal_to_noise filters), which we do not have, so only the test rows match BEACON's. The labelled release "
+        "has no signal_to_noise: the column is null and no row is filtered (BEACON keeps train rows >= 0.6, "
+        "validation rows >= 1.0).",
+        source="Kaggle OpenVaccine (Das lab / Eterna) test set with labels, via DasLab/KaggleOpenVaccine@b95af835cc38",
+        license="MIT (KaggleOpenVaccine repository)",
+        extra={"Scored positions": ", ".join(f"{split} {'/'.join(map(str, n))}" for split, n in scored.items())},
+    )
+
+
+def _gzip_csv_records(path: Path, columns: tuple[str, ...]):
+    """(where, row) per row of a gzipped CSV whose header names `columns`."""
+    with gzip.open(path, "rt", newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = [column for column in columns if column not in (reader.fieldnames or ())]
+        if missing:
+            raise ValueError(f"{path}: no column {', '.join(map(repr, missing))}; found {reader.fieldnames}.")
+        for line, row in enumerate(reader, start=2):
+            yield f"{path}:{line}", row
+
+
+def build_crispr_off(data_dir: Path, seed: int) -> HubConfig:
+    """SITE-seq pairs (guide + PAM, 23-nt site), label log1p(reads); guides are split, not rows."""
+    path = _data_file(data_dir, "crispr_offtarget_site/SITE.csv.gz")
+    by_guide = defaultdict(list)
+    for where, row in _gzip_csv_records(path, ("", "on_seq", "off_seq", "reads")):
+        reads = _label(row["reads"], where)
+        if reads < 0:
+            raise ValueError(f"{where}: reads {row['reads']!r} is negative; read counts are >= 0.")
+        guide, site = row["on_seq"].upper(), row["off_seq"].upper()
+        if len(guide) != 23 or len(site) != 23:
+            raise ValueError(f"{where}: on_seq {guide!r} and off_seq {site!r} must both be 23 nt (20 nt + PAM).")
+        by_guide[guide].append({"id": f"SITE:{row['']}", "sgrna": guide, "target": site, "label": math.log1p(reads)})
+    guide_split = _seeded_splits([{"id": guide} for guide in sorted(by_guide)], seed, valid=0.1, test=0.2)
+    rng = np.random.default_rng(seed)
+    splits, guides = {}, {}
+    for split, members in guide_split.items():
+        guides[split] = [member["id"] for member in members]
+        rows = [row for guide in guides[split] for row in by_guide[guide]]
+        # Shuffled: the first rows (what a row cap or --max_eval_samples keeps) sample every guide of the split.
+        splits[split] = [rows[k] for k in rng.permutation(len(rows))]
+    active = {split: sum(row["label"] > 0 for row in rows) for split, rows in splits.items()}
+    return HubConfig(
+        name="CRI-Off",
+        splits=splits,
+        features=beacon_features("CRI-Off"),
+        description="CRISPR-Cas9 off-target cleavage (BEACON CRI-Off layout): a pair input, `sgrna` = the 20-nt "
+        "spacer + PAM as the source writes it (`NGG`, N literal) and `target` = the 23-nt genomic site with its own "
+        "PAM (DNA letters), scored by Spearman. Label: log1p(SITE-seq reads), 0 for an inactive site. Spearman only "
+        "ranks, so it equals the Spearman on raw reads, while the log keeps the MSE loss off counts up to hundreds. "
+        "BEACON's CRI-Off (DeepCRISPR data) is likewise a regression target that is mostly 0, but the data differ, so "
+        "numbers are not comparable to its Table 3. One guide (GGGGCCACTAGGGACAGGAT) has reads of 0 or 1 only in "
+        f"the source. The {len(by_guide)} guides, not the rows, are split 70/10/20 at random (seed {seed}), so no "
+        "guide is in two splits; rows are shuffled within each split (same seed). Sites repeated in the genome keep "
+        "one row per location.",
+        source="SITE-seq (Cameron et al. 2017), CRISPR-M's SITE set, via lyotvincent/CRISPR-M@6ade4696e287",
+        license="MIT (CRISPR-M repository)",
+        extra={
+            "Guides (20-nt spacers)": "; ".join(f"{split} {', '.join(g[:20] for g in members)}"
+                                                for split, members in guides.items()),
+            "Active sites (reads > 0)": ", ".join(f"{split} {n:,}" for split, n in active.items()),
+        },
+    )
+
+
+# build_rfam_corpus.py's defaults, with which pretrained/beacon-b-small's corpus was built: its `test` families
+# (held out whole) are RNAType's test families, so that checkpoint saw no test sequence.
+RFAM_CORPUS_SPLIT = {"heldout_family_fraction": 0.05, "validation_fraction": 0.02, "seed": 0}
+
+
+def rfam_type(type_field: str) -> str:
+    """Rfam `#=GF TP` cut to its first two levels: "Gene; snRNA; snoRNA; CD-box;" -> "snRNA", "Cis-reg;" ->
+    "cis-reg"."""
+    levels = [level.strip() for level in type_field.split(";") if level.strip()]
+    return levels[1] if len(levels) > 1 else levels[0].lower()
+
+
+def build_rna_type(data_dir: Path, seed: int, validation: float = 0.1) -> HubConfig:
+    """Rfam seed sequences of the RFAM_TYPE_LABELS types; split by family, test = the corpus' held-out families."""
+    table = _data_file(data_dir, "rfam_seed_14_2/rfam14.2_families.tsv")
+    with open(table, newline="") as handle:
+        types = {row["family"]: rfam_type(row["type"]) for row in csv.DictReader(handle, delimiter="\t")}
+    records = read_rfam_seed(_data_file(data_dir, "rfam_seed_14_2/rfam14.2_seed.fa.gz"))
+    unknown = sorted({family for family, _, _ in records} - set(types))
+    if unknown:
+        raise ValueError(f"{table}: no type for famil{'ies' if len(unknown) > 1 else 'y'} {', '.join(unknown[:5])}.")
+    corpus, report = build_corpus(records, {}, **RFAM_CORPUS_SPLIT)
+    kept = {split: [row for row in rows if types[row["family"]] in RFAM_TYPE_LABELS] for split, rows in corpus.items()}
+    # The corpus shuffled its rows: the first rows of each split (what a row cap keeps) sample all its families.
+    seen = kept["train"] + kept["validation"]
+    families_of = defaultdict(set)
+    for row in seen:
+        families_of[types[row["family"]]].add(row["family"])
+    rng = np.random.default_rng(seed)
+    held = set()
+    for name in sorted(families_of):
+        families = sorted(families_of[name])
+        held.update(rng.choice(families, size=max(1, round(validation * len(families))), replace=False))
+    rows = {"train": [row for row in seen if row["family"] not in held],
+            "validation": [row for row in seen if row["family"] in held], "test": kept["test"]}
+    splits = {split: [{"id": f"{row['family']}|{row['id']}", "sequence": row["sequence"],
+                       "label": RFAM_TYPE_LABELS.index(types[row["family"]])} for row in part]
+              for split, part in rows.items()}
+    counts = {split: Counter(RFAM_TYPE_LABELS[row["label"]] for row in part) for split, part in splits.items()}
+    family_counts = {split: Counter(types[f] for f in {row["family"] for row in part}) for split, part in rows.items()}
+    no_test = [name for name in RFAM_TYPE_LABELS if not counts["test"][name]]
+    return HubConfig(
+        name="RNAType",
+        splits=splits,
+        features=beacon_features("RNAType"),
+        description=f"Rfam RNA-type classification ({len(RFAM_TYPE_LABELS)} classes): Rfam 14.2 seed sequences "
+        "labelled by their family's type (`#=GF TP`, first two levels: `Gene; snRNA; snoRNA; CD-box;` -> snRNA, "
+        "`Cis-reg;` -> cis-reg, `Gene;` -> gene); families of other types (rRNA, tRNA, antitoxin, Intron) are left "
+        "out. Sequences are upper-cased with T read as U and deduplicated as `build_rfam_corpus.py` does (each "
+        f"sequence once, under the first family holding it; {report['dropped_repeats']:,} repeats of all "
+        "types dropped). Split by family, so no family and no sequence is in two splits. Test: the families of these "
+        f"types among the {report['heldout_families']} that `build_rfam_corpus.py` holds out whole with its defaults "
+        f"({RFAM_CORPUS_SPLIT['heldout_family_fraction']:.0%}, seed {RFAM_CORPUS_SPLIT['seed']}), which "
+        f"pretrained/beacon-b-small never saw. Validation: {validation:.0%} of each type's other families (at least "
+        f"one, seed {seed}); train: the rest. Classes without a test family: {', '.join(no_test) or 'none'}.",
+        source="Rfam 14.2 seed alignments (Kalvari et al. 2021), via bioinformatics-torvergata/RIG@f4ea738c09c9",
+        license="CC0 (Rfam)",
+        extra={
+            "Sequences per class": "; ".join(
+                f"{split}: " + ", ".join(f"{name} {counts[split][name]:,}" for name in RFAM_TYPE_LABELS)
+                for split in splits),
+            "Families per class": "; ".join(
+                f"{split}: " + ", ".join(f"{name} {family_counts[split][name]}" for name in RFAM_TYPE_LABELS)
+                for split in splits),
+        },
+    )
+
+
+CONFIG_NAMES = ("ncRNA", "SSP", "SSP_archiveii", "CRI-On", "SPL", "MRL", "VDP", "CRI-Off", "RNAType")
+DEFAULT_CONFIGS = tuple(name for name in CONFIG_NAMES if name != "RNAType")  # see the module docstring
 
 
 def build(output_dir: str | Path, data_dir: str | Path = DATA_DIR, seed: int = 42, max_ssp_length: int = 512,
-          spl_window: int = 400, configs: tuple[str, ...] = CONFIG_NAMES) -> list[str]:
+          spl_window: int = 400, configs: tuple[str, ...] = DEFAULT_CONFIGS,
+          max_rows_per_split: int | None = None) -> list[str]:
     unknown = sorted(set(configs) - set(CONFIG_NAMES))
     if unknown or not configs:
         raise ValueError(f"unknown config(s) {unknown or '(none given)'}; choose from {', '.join(CONFIG_NAMES)}.")
+    if max_rows_per_split is not None and max_rows_per_split < 1:
+        raise ValueError(f"max_rows_per_split must be a positive number of rows or None, got {max_rows_per_split}.")
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise ValueError(f"data_dir {data_dir} is not a folder; expected the repository's data/ folder.")
@@ -292,15 +490,23 @@ def build(output_dir: str | Path, data_dir: str | Path = DATA_DIR, seed: int = 4
         "CRI-On": lambda: build_crispr_on(data_dir, seed),
         "SPL": lambda: build_splice(data_dir, seed, spl_window),
         "MRL": lambda: build_mrl(data_dir, seed),
+        "VDP": lambda: build_vdp(data_dir, seed),
+        "CRI-Off": lambda: build_crispr_off(data_dir, seed),
+        "RNAType": lambda: build_rna_type(data_dir, seed),
     }
     configs = [builders[name]() for name in CONFIG_NAMES if name in configs]
+    if max_rows_per_split is not None:
+        configs = [replace(config, splits={split: rows[:max_rows_per_split] for split, rows in config.splits.items()},
+                           extra={**config.extra, "Row cap": f"only the first {max_rows_per_split} rows of each split "
+                                  "(a test build; the counts above are of the whole data)"})
+                   for config in configs]
     write_hub_dataset(
         output_dir,
         configs,
         title="BEACON-style RNA tasks from openly redistributable sources",
         summary="Real datasets laid out like the BEACON benchmark (Ren et al., 2024) so `examples/run_beacon.py` "
-        "trains on them. Each config names its source, license and any filtering below; only ncRNA uses the same "
-        "source data as BEACON.",
+        "trains on them. Each config names its source, license and any filtering below; only ncRNA and VDP use the "
+        "same source data as BEACON (VDP's test rows are BEACON's, with their labels).",
         license="other",
         task_categories=("text-classification", "token-classification"),
     )
@@ -314,11 +520,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--max_ssp_length", type=int, default=512, help="drop SSP sequences longer than this")
     parser.add_argument("--spl_window", type=int, default=400, help="SPL window length in nt")
-    parser.add_argument("--configs", nargs="+", default=list(CONFIG_NAMES), choices=CONFIG_NAMES,
-                        help="which configs to build (default: all)")
+    parser.add_argument("--configs", nargs="+", default=list(DEFAULT_CONFIGS), choices=CONFIG_NAMES,
+                        help="which configs to build (default: all but RNAType)")
+    parser.add_argument("--max_rows_per_split", type=int, default=None,
+                        help="keep only the first N rows of each split (small builds for tests)")
     args = parser.parse_args(argv)
     names = build(args.output_dir, args.data_dir, args.seed, args.max_ssp_length, args.spl_window,
-                  tuple(args.configs))
+                  tuple(args.configs), args.max_rows_per_split)
     print(f"wrote {', '.join(names)} to {args.output_dir}", file=sys.stderr)
 
 

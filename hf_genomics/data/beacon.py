@@ -281,7 +281,8 @@ BEACON_TASKS: dict[str, BeaconTask] = {
             strand_specific=True,
             strand_reason="degradation and reactivity of each base of one mRNA molecule.",
             greater_is_better=False, percent=False,
-            notes="MCRMSE over the scored (first seq_scored) positions; BEACON's test labels are Kaggle-only.",
+            notes="MCRMSE over the scored (first seq_scored) positions. BEACON's own test labels are Kaggle-only; "
+            "build_beacon_real.py's VDP config has them (its test split is the 629 Kaggle public-test rows, labelled).",
             published=_published("VDP"),
         ),
         BeaconTask(
@@ -329,7 +330,7 @@ EXTRA_TASKS: dict[str, BeaconTask] = {
             name="RNAType", beacon_dir="", category="function", input_kind="single", level="sequence",
             problem_type="single_label_classification", num_labels=len(RFAM_TYPE_LABELS), label_names=RFAM_TYPE_LABELS,
             metric="accuracy", metric_key="accuracy", head=SEQUENCE_HEAD, source="Rfam 14.2 seed alignments",
-            split_sizes=(0, 0, 0),
+            split_sizes=(53883, 4808, 2782),
             strand_specific=True,
             strand_reason="an RNA's type is defined by the molecule's sequence and fold, not its reverse complement.",
             notes="Split by family: no Rfam family has sequences in two splits.",
