@@ -1,4 +1,5 @@
 import math
+import shutil
 
 import pytest
 import torch
@@ -120,3 +121,20 @@ def test_teacher_follows_each_step_and_resumes_exactly(tmp_path, ema_warmup):
     assert resumed.teacher.num_updates == 6
     torch.testing.assert_close(resumed.teacher.module.linear.weight, full.teacher.module.linear.weight)
     torch.testing.assert_close(resumed.model.linear.weight, full.model.linear.weight)
+
+
+def test_resume_finds_the_teacher_from_true_or_a_path_and_refuses_a_checkpoint_without_it(tmp_path):
+    full = _trainer(tmp_path / "full", 6)
+    full.train()
+    shutil.rmtree(tmp_path / "full" / "checkpoint-6")
+    latest = _trainer(tmp_path / "full", 6)
+    latest.train(resume_from_checkpoint=True)  # checkpoint-3
+    assert latest.teacher.num_updates == 6
+    torch.testing.assert_close(latest.teacher.module.linear.weight, full.teacher.module.linear.weight)
+    from_path = _trainer(tmp_path / "elsewhere", 6)
+    from_path.train(resume_from_checkpoint=tmp_path / "full" / "checkpoint-3")
+    assert from_path.teacher.num_updates == 6
+    torch.testing.assert_close(from_path.teacher.module.linear.weight, full.teacher.module.linear.weight)
+    (tmp_path / "full" / "checkpoint-3" / TEACHER_STATE_NAME).unlink()
+    with pytest.raises(FileNotFoundError, match=f"checkpoint-3 has no {TEACHER_STATE_NAME}"):
+        _trainer(tmp_path / "full", 6).train(resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-3"))

@@ -18,6 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import set_seed
 
+from .checkpoints import checkpoint_folder
 from .ema import ModelEMA
 
 OPTIMIZER_STATE_POLICIES = ("keep", "reset", "average")
@@ -196,7 +197,7 @@ class IMWACallback(TrainerCallback):
             self.ema = ModelEMA(self._model, warmup=self.ema_warmup)
             self._mean_model = copy.deepcopy(self._model) if local_models > 1 else None
         if state.global_step > 0:
-            self._load(os.path.join(args.output_dir, f"checkpoint-{state.global_step}"))
+            self._load(checkpoint_folder(args, state))
 
     def _start_distributed(self, args, state) -> None:
         ddp = self.trainer.model_wrapped
@@ -251,7 +252,7 @@ class IMWACallback(TrainerCallback):
             self.evaluate_ema()
 
     def on_save(self, args, state, control, **kwargs):
-        folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+        folder = checkpoint_folder(args, state)
         os.makedirs(folder, exist_ok=True)
         self._save(folder)
         if self.ema is not None and state.is_world_process_zero:

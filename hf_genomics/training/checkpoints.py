@@ -4,6 +4,7 @@ instead of a run that silently starts again at step 1 (or dies deep inside `torc
 from __future__ import annotations
 
 import json
+import os
 import re
 import struct
 import zipfile
@@ -32,6 +33,12 @@ def checkpoints_in(output_dir: str | Path) -> list[Path]:
     found = [(int(match.group(1)), path) for path in folder.iterdir()
              if path.is_dir() and (match := CHECKPOINT_PATTERN.match(path.name))]
     return [path for _, path in sorted(found)]
+
+
+def checkpoint_folder(args, state) -> str:
+    """Where Trainer has saved the checkpoint of `state.global_step` when it calls `on_save`:
+    `<args.output_dir>/checkpoint-<step>` (hyperparameter-search trials save elsewhere, under `run-<id>/`)."""
+    return os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
 
 
 def _check_safetensors(path: Path) -> None:

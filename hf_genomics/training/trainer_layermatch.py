@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 from dataclasses import dataclass
 
 import datasets
@@ -10,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
+from transformers.trainer_utils import unwrap_peft_model
 
 from ..data.augment import Compose, PointMutation, RandomMasking, RandomShift, ReverseComplement
 from .trainer_teacher import EMATeacherTrainer
@@ -266,8 +268,11 @@ class LayerMatchTrainer(EMATeacherTrainer):
         """A dataloader of ``mu * per_device_train_batch_size`` unlabeled sequences per process, each
         batch with an ``unlabeled_index`` column, prepared (sharded) by the accelerator."""
         dataset = self.unlabeled_dataset
-        if isinstance(dataset, datasets.Dataset):
-            dataset = self._remove_unused_columns(dataset, description="unlabeled")
+        if isinstance(dataset, datasets.Dataset) and self.args.remove_unused_columns:
+            # The columns Trainer keeps: the model's forward arguments and the label columns.
+            kept = {*inspect.signature(unwrap_peft_model(self.model).forward).parameters, "label", "label_ids",
+                    *self.label_names}
+            dataset = dataset.remove_columns([name for name in dataset.column_names if name not in kept])
         batch_size = self.mu * self.args.per_device_train_batch_size
         seed = (self.args.data_seed if self.args.data_seed is not None else self.args.seed) + 1
         self._unlabeled_sampler = _EpochPermutationSampler(len(dataset), batch_size * self.args.world_size, seed)

@@ -5,12 +5,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from accelerate.utils import send_to_device
+from safetensors.torch import save_file
 from torch import nn
-from transformers.utils import ModelOutput
+from transformers.trainer import TRAINING_ARGS_NAME
+from transformers.utils import SAFE_WEIGHTS_NAME, ModelOutput
 
 from ..data.augment import (
     Compose,
@@ -34,7 +38,9 @@ def teacher_probabilities(teacher_output: torch.Tensor, center: torch.Tensor, te
     return F.softmax((teacher_output - center) / temperature, dim=-1)
 
 
-def distillation_cross_entropy(teacher_probs: torch.Tensor, student_output: torch.Tensor, temperature: float) -> torch.Tensor:
+def distillation_cross_entropy(
+    teacher_probs: torch.Tensor, student_output: torch.Tensor, temperature: float
+) -> torch.Tensor:
     """``mean_b sum_c -teacher_probs * log_softmax(student / temperature)``."""
     return -(teacher_probs * F.log_softmax(student_output / temperature, dim=-1)).sum(-1).mean()
 
@@ -119,7 +125,8 @@ class SelfDistillationModel(nn.Module):
         if self.pooling == "cls":
             pooled = hidden[:, 0]
         else:
-            weights = (attention_mask if attention_mask is not None else torch.ones(hidden.shape[:2], device=hidden.device))
+            weights = attention_mask if attention_mask is not None else torch.ones(hidden.shape[:2],
+                                                                                   device=hidden.device)
             weights = weights.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
         # A bfloat16 encoder may carry a float32 head: the head computes in its own dtype (autocast, if active,
@@ -207,7 +214,8 @@ class SelfDistillationTrainer(EMATeacherTrainer):
         with torch.no_grad():
             probe = torch.zeros(1, hidden_size, device=head_weight.device, dtype=head_weight.dtype)
             out_dim = projection_head(probe).shape[-1]
-        super().__init__(SelfDistillationModel(model, projection_head, pooling), args, teacher_momentum_base=teacher_momentum_base, **kwargs)
+        super().__init__(SelfDistillationModel(model, projection_head, pooling), args,
+                         teacher_momentum_base=teacher_momentum_base, **kwargs)
         if student_augment is None or teacher_augment is None:
             if self.processing_class is None:
                 raise ValueError("Pass `processing_class=tokenizer` (for the default views) or both augmentations.")
@@ -278,7 +286,9 @@ class SelfDistillationTrainer(EMATeacherTrainer):
         self._reseed_views(training)
         student_view = self.student_augment(inputs)
         if "labels" not in student_view:
-            raise ValueError("student_augment must write MLM `labels` (end it with RandomMasking(..., labels_key='labels')).")
+            raise ValueError(
+                "student_augment must write MLM `labels` (end it with RandomMasking(..., labels_key='labels'))."
+            )
         teacher_view = {k: v for k, v in self.teacher_augment(inputs).items() if k != "labels"}
 
         student_outputs = model(**student_view)
@@ -302,7 +312,7 @@ class SelfDistillationTrainer(EMATeacherTrainer):
         return (loss, student_outputs) if return_outputs else loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        inputs = self._prepare_inputs(inputs)
+        inputs = send_to_device(inputs, self.args.device)
         with torch.no_grad():
             loss = self.compute_loss(model, inputs)
         return loss.detach(), None, None
@@ -319,24 +329,37 @@ class SelfDistillationTrainer(EMATeacherTrainer):
             self._metric_sums, self._metric_count = {}, 0
         super().log(logs, start_time)
 
-    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        # Checkpoints hold student + projection head for an exact resume. Clone: safetensors rejects the
-        # tied embedding/decoder weights, which share memory.
-        if state_dict is None:
-            state_dict = {k: v.detach().clone() for k, v in self.accelerator.unwrap_model(self.model).state_dict().items()}
-        super()._save(output_dir, state_dict)
-
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False, teacher: bool = False) -> None:
-        """Save the student (or with ``teacher=True`` the EMA teacher) as a Hub-ready masked-LM folder."""
-        if _internal_call:
-            super().save_model(output_dir, _internal_call=True)
-            return
+        """Save the student (or with ``teacher=True`` the EMA teacher) as a Hub-ready masked-LM folder.
+
+        Trainer writes each checkpoint's weights through ``save_model(folder, _internal_call=True)``: those hold
+        the whole :class:`SelfDistillationModel`, projection head included, for an exact resume."""
         output_dir = output_dir or self.args.output_dir
+        if _internal_call and (self.is_deepspeed_enabled or self.is_fsdp_enabled):
+            super().save_model(output_dir, _internal_call=True)  # the engine gathers the sharded weights
+            return
         if not self.args.should_save:
             return
-        if teacher:
+        if _internal_call:
+            self._save_checkpoint_weights(output_dir)
+        elif teacher:
             self.save_teacher(output_dir)
-            return
-        self.student.save_pretrained(output_dir)
-        if self.processing_class is not None:
-            self.processing_class.save_pretrained(output_dir)
+        else:
+            self.student.save_pretrained(output_dir)
+            if self.processing_class is not None:
+                self.processing_class.save_pretrained(output_dir)
+
+    def _save_checkpoint_weights(self, output_dir: str) -> None:
+        """Write the student and its projection head as Trainer reloads them on resume (``model.safetensors``),
+        with the processing class and ``training_args.bin``."""
+        os.makedirs(output_dir, exist_ok=True)
+        model = self.accelerator.unwrap_model(self.model)
+        # Clone: safetensors rejects the tied embedding/decoder weights, which share memory.
+        save_file({k: v.detach().clone() for k, v in model.state_dict().items()},
+                  os.path.join(output_dir, SAFE_WEIGHTS_NAME), metadata={"format": "pt"})
+        tokenizer = self.processing_class
+        if tokenizer is None:
+            tokenizer = getattr(self.data_collator, "tokenizer", None)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(output_dir)
+        torch.save(self.args, os.path.join(output_dir, TRAINING_ARGS_NAME))

@@ -9,8 +9,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import Trainer, TrainerCallback
+from transformers.trainer_utils import get_last_checkpoint
 
 from ..tokenizer_compatibility import check_tokenizer_matches_model
+from .checkpoints import checkpoint_folder
 from .ema import ModelEMA
 
 TEACHER_STATE_NAME = "teacher_state.safetensors"
@@ -22,13 +24,31 @@ def cosine_momentum(step: int, max_steps: int, base: float, final: float = 1.0) 
     return final - (final - base) * (math.cos(math.pi * progress) + 1.0) / 2.0
 
 
-class _TeacherUpdateCallback(TrainerCallback):
+class _TeacherCallback(TrainerCallback):
+    """Moves the EMA teacher after each optimizer step, writes it into each checkpoint and restores it on resume."""
+
     def __init__(self, trainer: "EMATeacherTrainer"):
         self.trainer = trainer
+        # The checkpoint `train()` resumes from (callbacks are not told it).
+        self.resume_from: str | os.PathLike | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.resume_from is not None:
+            self.trainer.load_teacher_state(self.resume_from)
 
     def on_optimizer_step(self, args, state, control, **kwargs):
         # global_step is incremented after this hook: the step just taken is global_step + 1.
         self.trainer.update_teacher(state.global_step + 1, state.max_steps)
+
+    def on_save(self, args, state, control, **kwargs):
+        if not args.should_save:
+            return
+        folder = checkpoint_folder(args, state)
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"Trainer saved no {folder} to put the EMA teacher in: "
+                                    f"{type(self.trainer).__name__} needs checkpoints in args.output_dir "
+                                    "(hyperparameter search is not supported).")
+        self.trainer.save_teacher_state(folder)
 
 
 class EMATeacherTrainer(Trainer):
@@ -38,8 +58,9 @@ class EMATeacherTrainer(Trainer):
     ``teacher_momentum(step, max_steps)`` (constant ``teacher_momentum_base`` unless a subclass
     overrides it), capped in the first steps by :class:`ModelEMA`'s warm-up if ``ema_warmup=True``
     (default off; :attr:`last_teacher_momentum` is the momentum actually used). The teacher and its update
-    count, plus any tensors returned by :meth:`extra_teacher_state`, are saved in every checkpoint as
-    ``teacher_state.safetensors`` and restored by ``resume_from_checkpoint``.
+    count, plus any tensors returned by :meth:`extra_teacher_state`, are saved in every checkpoint (by an ``on_save``
+    callback, into ``args.output_dir/checkpoint-<step>``) as ``teacher_state.safetensors`` and restored by
+    ``train(resume_from_checkpoint=...)``.
     The teacher never receives gradients; it keeps float32 weights on the student's device (:class:`ModelEMA`)
     and subclasses run its forward passes under :meth:`teacher_autocast`. A `processing_class` whose vocabulary
     or special ids disagree with the model's config is refused unless `allow_tokenizer_mismatch=True`.
@@ -52,7 +73,8 @@ class EMATeacherTrainer(Trainer):
         self.teacher_momentum_base = teacher_momentum_base
         self.teacher = ModelEMA(self.model, warmup=ema_warmup)
         self.last_teacher_momentum = teacher_momentum_base
-        self.add_callback(_TeacherUpdateCallback(self))
+        self._teacher_callback = _TeacherCallback(self)
+        self.add_callback(self._teacher_callback)
 
     def teacher_momentum(self, step: int, max_steps: int) -> float:
         return self.teacher_momentum_base
@@ -92,20 +114,27 @@ class EMATeacherTrainer(Trainer):
             else:
                 obj.copy_(state[name])
 
-    def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
-        if self.args.should_save:
-            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
-            # safetensors refuses tensors that share memory (tied embeddings): clone each one.
-            save_file({k: v.clone() for k, v in self._teacher_state_dict().items()},
-                      os.path.join(folder, TEACHER_STATE_NAME))
+    def train(self, resume_from_checkpoint: str | bool | None = None, *args, **kwargs):
+        """``Trainer.train``; a resumed run also restores the EMA teacher from the checkpoint."""
+        if resume_from_checkpoint is True:
+            # Trainer resolves `True` alike; with no checkpoint it stays `True` so that Trainer raises its own error.
+            resume_from_checkpoint = get_last_checkpoint(self.args.output_dir) or True
+        resumes = resume_from_checkpoint is not None and not isinstance(resume_from_checkpoint, bool)
+        self._teacher_callback.resume_from = resume_from_checkpoint if resumes else None
+        return super().train(resume_from_checkpoint, *args, **kwargs)
 
-    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        super()._load_from_checkpoint(resume_from_checkpoint, model)
-        path = os.path.join(resume_from_checkpoint, TEACHER_STATE_NAME)
+    def save_teacher_state(self, folder: str) -> None:
+        """Save the teacher, its update count and :meth:`extra_teacher_state` in ``folder`` (for a resume)."""
+        # safetensors refuses tensors that share memory (tied embeddings): clone each one.
+        save_file({k: v.clone() for k, v in self._teacher_state_dict().items()},
+                  os.path.join(folder, TEACHER_STATE_NAME))
+
+    def load_teacher_state(self, folder: str) -> None:
+        """Restore what :meth:`save_teacher_state` wrote to ``folder``."""
+        path = os.path.join(folder, TEACHER_STATE_NAME)
         if not os.path.isfile(path):
             raise FileNotFoundError(
-                f"{resume_from_checkpoint} has no {TEACHER_STATE_NAME}: it was not written by an "
+                f"{folder} has no {TEACHER_STATE_NAME}: it was not written by an "
                 f"{type(self).__name__}, so the EMA teacher cannot be restored."
             )
         self._load_teacher_state_dict(load_file(path))
