@@ -24,21 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
+import numpy as np
 import pyarrow.compute as pc
 import torch
-from transformers import (
-    AutoConfig,
-    AutoTokenizer,
-    EarlyStoppingCallback,
-    HfArgumentParser,
-    Trainer,
-    TrainingArguments,
-    set_seed,
-)
+from transformers import AutoConfig, EarlyStoppingCallback, HfArgumentParser, Trainer, set_seed
+from utils_examples import EpochTrainingArguments, FreshModelArguments, fresh_beacon_config, load_tokenizer
 
 import hf_genomics.models.beacon as beacon_models
-from hf_genomics import DataCollatorForPacking, NucleotideTokenizer, check_tokenizer_matches_model
-from hf_genomics.data.beacon import BEACON_TASKS, get_task
+from hf_genomics import DataCollatorForPacking, check_tokenizer_matches_model
+from hf_genomics.data.beacon import BEACON_TASKS, EXTRA_TASKS, get_task
 from hf_genomics.data.collator_beacon import DataCollatorForBeacon, encode_beacon_batch
 from hf_genomics.data.hub_dataset import beacon_features
 from hf_genomics.metrics import make_compute_metrics
@@ -52,17 +46,14 @@ logger = logging.getLogger(__name__)
 # recent torch prefers on Hopper, builds a graph per shape; compiled kernels recompile): a 3-epoch ncRNA run at batch
 # 32 has 187 lengths, 17 once rounded up to multiples of 32, for 3% more tokens.
 GPU_PAD_MULTIPLE = 32
+PREDICTIONS_FILE = "test_predictions.npz"
 
 
 @dataclass
-class ModelArguments:
+class ModelArguments(FreshModelArguments):
     model_name_or_path: str | None = field(
-        default=None, metadata={"help": "Saved model folder; omit to train a fresh model built from the flags below."}
+        default=None, metadata={"help": "Saved model folder; omit to train a fresh model built from the size flags."}
     )
-    hidden_size: int = field(default=64, metadata={"help": "Fresh model: hidden size."})
-    num_hidden_layers: int = field(default=2, metadata={"help": "Fresh model: number of layers."})
-    num_attention_heads: int = field(default=4, metadata={"help": "Fresh model: attention heads."})
-    intermediate_size: int = field(default=256, metadata={"help": "Fresh model: feed-forward size."})
     pairwise_channels: int | None = field(
         default=None, metadata={"help": "Channels of the pair ResNet (fresh model: 16; pretrained: its config)."}
     )
@@ -92,7 +83,12 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
-    task: str = field(default="ncRNA", metadata={"help": f"One of {', '.join(BEACON_TASKS)}."})
+    task: str = field(
+        default="ncRNA",
+        metadata={"help": f"One of {', '.join([*BEACON_TASKS, *EXTRA_TASKS])}; or 'all': every task --dataset_dir has "
+                  "a config named after, each in <output_dir>/<task>, and a table of them in "
+                  "<output_dir>/beacon_table.md."},
+    )
     dataset_dir: str = field(default="beacon_data", metadata={"help": "Hub dataset folder (or repo id)."})
     dataset_config: str | None = field(default=None, metadata={"help": "Config name; defaults to the task name."})
     max_length: int = field(default=1026, metadata={"help": "Tokens incl. <cls>/<eos>; longer inputs are truncated."})
@@ -120,17 +116,8 @@ class DataArguments:
 
 
 @dataclass
-class BeaconTrainingArguments(TrainingArguments):
+class BeaconTrainingArguments(EpochTrainingArguments):
     output_dir: str = field(default="runs/beacon")
-    eval_strategy: str = field(default="epoch")
-    save_strategy: str = field(default="epoch")
-    logging_steps: int = field(default=50)
-    load_best_model_at_end: bool = field(default=True)
-    save_total_limit: int | None = field(default=1)
-    num_train_epochs: float = field(default=3.0)
-    learning_rate: float = field(default=5e-4)
-    warmup_steps: float = field(default=50)
-    weight_decay: float = field(default=0.01)
     per_device_train_batch_size: int = field(default=16)
     per_device_eval_batch_size: int = field(default=16)
     seed: int = field(default=666)
@@ -178,19 +165,8 @@ def build_model(model_args: ModelArguments, task, tokenizer, id2label):
                 f"{task.num_labels}. Pass --ignore_mismatched_sizes to replace the head with a new one."
             ) from None
     else:
-        config = beacon_models.BeaconConfig(
-            vocab_size=len(tokenizer),
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            hidden_size=model_args.hidden_size,
-            num_hidden_layers=model_args.num_hidden_layers,
-            num_attention_heads=model_args.num_attention_heads,
-            intermediate_size=model_args.intermediate_size,
-            hidden_dropout_prob=model_args.dropout,
-            attention_probs_dropout_prob=model_args.dropout,
-            **({"pairwise_channels": 16, "pairwise_num_blocks": 2} | head_options),
-            **head_kwargs,
-        )
+        config = fresh_beacon_config(tokenizer, model_args, dropout=model_args.dropout, **head_kwargs,
+                                     **({"pairwise_channels": 16, "pairwise_num_blocks": 2} | head_options))
         model = head(config)
     if model_args.lora:
         from peft import LoraConfig, get_peft_model
@@ -259,9 +235,109 @@ def token_counts(rows: datasets.Dataset) -> list[int]:
     return counts.to_pylist()
 
 
+class PredictionRecorder:
+    """`compute_metrics` (batch by batch) that, while recording, also keeps each row's predictions and labels cut to
+    its nucleotides: the test set goes through the model once for its metrics and its saved predictions."""
+
+    def __init__(self, compute_metrics, task):
+        self.compute_metrics, self.task = compute_metrics, task
+        self.nucleotides, self.rows = None, []
+
+    def record(self, nucleotides: list[int]) -> None:
+        """Keep the rows of the next evaluations; `nucleotides` gives each row's count, in evaluation order."""
+        self.nucleotides, self.rows = nucleotides, []
+
+    def __call__(self, prediction, compute_result: bool) -> dict:
+        if self.nucleotides is not None:
+            logits = prediction.predictions
+            logits = logits[0] if isinstance(logits, (tuple, list)) else logits
+            axes = {"sequence": 0, "nucleotide": 1, "pairwise": 2}[self.task.level]
+            # L x L maps of a whole test set are large: half precision is plenty for plots and thresholds.
+            dtype = np.float16 if axes == 2 else np.float32
+            for logit, label in zip(logits.float().cpu().numpy(), prediction.label_ids.cpu().numpy()):
+                # Token-aligned outputs and labels: the nucleotides are tokens 1 .. n, after <cls>.
+                cut = (slice(1, self.nucleotides[len(self.rows)] + 1),) * axes
+                self.rows.append((logit[cut].astype(dtype), label[cut]))
+        return self.compute_metrics(prediction, compute_result=compute_result)
+
+
+def save_test_predictions(path: Path, rows: list[tuple], positions, test_rows, test: datasets.Dataset,
+                          id2label: dict | None) -> None:
+    """`rows[k]` (predictions, labels) of the test row at `positions[k]`, saved in the test split's order."""
+    ordered = sorted(zip(positions, rows), key=lambda pair: pair[0])
+    arrays = {"row": np.asarray(test_rows)[[position for position, _ in ordered]]}
+    if "id" in test.column_names:
+        arrays["id"] = np.asarray(test["id"])[[position for position, _ in ordered]].astype(str)
+    if id2label:
+        arrays["label_names"] = np.asarray([id2label[k] for k in sorted(id2label)])
+    for i, (_, (predictions, labels)) in enumerate(ordered):
+        arrays[f"predictions_{i}"], arrays[f"labels_{i}"] = predictions, labels
+    np.savez_compressed(path, **arrays)
+
+
+def read_test_predictions(folder: str | Path) -> dict:
+    """A run's `test_predictions.npz`: `predictions` and `labels` (one array per test row: logits and labels, per
+    nucleotide or nucleotide pair where the task is), `row` (the row of the dataset's test split), and `id` and
+    `label_names` where the dataset has them."""
+    path = Path(folder) / PREDICTIONS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run_beacon.py writes it with the test metrics; run it again.")
+    with np.load(path) as saved:
+        count = len(saved["row"])
+        return {"predictions": [saved[f"predictions_{i}"] for i in range(count)],
+                "labels": [saved[f"labels_{i}"] for i in range(count)],
+                **{key: saved[key] for key in ("row", "id", "label_names") if key in saved}}
+
+
+def dataset_tasks(dataset_dir: str) -> list[str]:
+    """The tasks `dataset_dir` has a config for (configs named after a task), in BEACON Table 3's order."""
+    configs = {name.lower() for name in datasets.get_dataset_config_names(dataset_dir)}
+    return [name for name in (*BEACON_TASKS, *EXTRA_TASKS) if name.lower() in configs]
+
+
+def beacon_table(results: list[dict], model: str) -> tuple[str, list[dict]]:
+    """BEACON Table 3-style rows (this model's test metric next to BEACON's CNN and BEACON-B) as Markdown and JSON."""
+    rows = []
+    for result in results:
+        task = get_task(result["task"])
+        rows.append({"task": task.name, "metric": task.metric, "percent": task.percent,
+                     "greater_is_better": task.greater_is_better, "this_model": result["test"][task.metric_key],
+                     **result["published"]})
+    lines = [f"Test split; this model: {model}. CNN and BEACON-B: BEACON Table 3 (Ren et al., 2024).", "",
+             "| task | metric | this model | CNN | BEACON-B |", "|---|---|---|---|---|"]
+    for row in rows:
+        unit = " (%)" if row["percent"] else ""
+        direction = "" if row["greater_is_better"] else ", lower is better"
+        value = f"{row['this_model']:.2f}" if row["percent"] else f"{row['this_model']:.3f}"
+        published = ("n/a" if row[name] is None else str(row[name]) for name in ("CNN", "BEACON-B"))
+        lines.append(f"| {row['task']} | {row['metric']}{unit}{direction} | {value} | {' | '.join(published)} |")
+    return "\n".join(lines) + "\n", rows
+
+
+def run_all_tasks(argv: list[str], model_args: ModelArguments, data_args: DataArguments, output_dir: str) -> dict:
+    """`--task all`: one run per task of the dataset folder, each in `<output_dir>/<task>`, then the table."""
+    if data_args.dataset_config:
+        raise ValueError("--dataset_config picks one config; with --task all each task uses the config of its name.")
+    names = dataset_tasks(data_args.dataset_dir)
+    if not names:
+        raise ValueError(f"{data_args.dataset_dir} has no config named after a task "
+                         f"({', '.join([*BEACON_TASKS, *EXTRA_TASKS])}).")
+    results = [main([*argv, "--task", name, "--output_dir", str(Path(output_dir) / name)]) for name in names]
+    model = model_args.model_name_or_path or (f"a fresh {model_args.num_hidden_layers} x {model_args.hidden_size} "
+                                              "model (not pretrained)")
+    markdown, rows = beacon_table(results, model)
+    (Path(output_dir) / "beacon_table.md").write_text(markdown)
+    (Path(output_dir) / "beacon_table.json").write_text(json.dumps({"model": model, "rows": rows}, indent=2))
+    print(markdown)
+    return {"model": model, "rows": rows}
+
+
 def main(argv: list[str] | None = None) -> dict:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = HfArgumentParser((ModelArguments, DataArguments, BeaconTrainingArguments, RunArguments))
     model_args, data_args, training_args, run_args = parser.parse_args_into_dataclasses(args=argv)
+    if data_args.task == "all":
+        return run_all_tasks(argv, model_args, data_args, training_args.output_dir)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stdout)
     checkpoint = prepare_run(training_args.output_dir, training_args.resume_from_checkpoint,
                              run_args.overwrite_output_dir)
@@ -276,17 +352,20 @@ def main(argv: list[str] | None = None) -> dict:
     check_columns(raw, task, f"config {config_name!r} of {data_args.dataset_dir}")
     if data_args.max_train_length is not None and task.input_kind == "single":
         raw["train"] = raw["train"].filter(lambda row: len(row["sequence"]) <= data_args.max_train_length)
+    test_rows = np.arange(len(raw["test"]))  # each test row's index in the config's test split
     for split, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples),
                          ("test", data_args.max_test_samples)):
         if limit is not None:
             # Shuffled first, so a small slice still covers the classes of a class-sorted file.
-            raw[split] = raw[split].shuffle(seed=training_args.seed).select(range(min(limit, len(raw[split]))))
+            kept = np.random.default_rng(training_args.seed).permutation(len(raw[split]))[:limit]
+            raw[split] = raw[split].select(kept)
+            if split == "test":
+                test_rows = kept
 
     label_feature = raw["train"].features.get("label")
     id2label = dict(enumerate(label_feature.names)) if isinstance(label_feature, datasets.ClassLabel) else None
     model_path = model_args.model_name_or_path
-    tokenizer = (AutoTokenizer.from_pretrained(model_path)
-                 if model_path and (Path(model_path) / "tokenizer_config.json").exists() else NucleotideTokenizer())
+    tokenizer = load_tokenizer(model_path)
     if model_path:
         check_tokenizer_matches_model(tokenizer, AutoConfig.from_pretrained(model_path),
                                       allow_mismatch=run_args.allow_tokenizer_mismatch)
@@ -305,9 +384,11 @@ def main(argv: list[str] | None = None) -> dict:
     length_column = training_args.length_column_name
     for split in encoded:
         encoded[split] = encoded[split].add_column(length_column, token_counts(encoded[split]))
+    positions = {}  # of the evaluated rows in their split
     for split in ("validation", "test"):
         # A random batch of 32 nRC rows is padded to 2.7x its tokens (5.7x their attention work); sorted, ~1x.
-        encoded[split] = encoded[split].sort(length_column, reverse=True)
+        positions[split] = np.argsort(-np.asarray(encoded[split][length_column]), kind="stable")
+        encoded[split] = encoded[split].select(positions[split])
     pad_multiple = data_args.pad_to_multiple_of
     if pad_multiple is None:
         pad_multiple = 1 if training_args.device.type == "cpu" else GPU_PAD_MULTIPLE
@@ -327,6 +408,7 @@ def main(argv: list[str] | None = None) -> dict:
     training_args.batch_eval_metrics = True
     training_args.remove_unused_columns = False
     training_args.label_names = ["labels"]
+    recorder = PredictionRecorder(make_compute_metrics(task, min_separation=data_args.min_separation), task)
     callbacks = []
     if training_args.load_best_model_at_end and training_args.eval_strategy != "no":
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=data_args.early_stopping_patience))
@@ -336,7 +418,7 @@ def main(argv: list[str] | None = None) -> dict:
         train_dataset=encoded["train"],
         eval_dataset=encoded["validation"],
         data_collator=collator,
-        compute_metrics=make_compute_metrics(task, min_separation=data_args.min_separation),
+        compute_metrics=recorder,
         processing_class=tokenizer,
         callbacks=callbacks,
     )
@@ -345,6 +427,7 @@ def main(argv: list[str] | None = None) -> dict:
     trainer.save_model()
     trainer.save_state()  # trainer_state.json: loss and metric curves for reports
     trainer.remove_callback(EarlyStoppingCallback)  # it would warn that the test metrics have no eval_ key
+    recorder.record([count - 2 for count in encoded["test"][length_column]])  # nucleotides between <cls> and <eos>
     test_metrics = trainer.evaluate(encoded["test"], metric_key_prefix="test")
     results = {
         "task": task.name,
@@ -354,15 +437,18 @@ def main(argv: list[str] | None = None) -> dict:
         "test_raw": test_metrics,
         "max_length": data_args.max_length,
         "truncated_test_fraction": truncated,
-        "published": {model: task.published[model] for model in ("CNN", "BEACON-B")},
+        "published": {model: task.published.get(model) for model in ("CNN", "BEACON-B")},  # None: not in BEACON
     }
     Path(training_args.output_dir).mkdir(parents=True, exist_ok=True)
     (Path(training_args.output_dir) / "beacon_results.json").write_text(json.dumps(results, indent=2))
+    save_test_predictions(Path(training_args.output_dir) / PREDICTIONS_FILE, recorder.rows, positions["test"],
+                          test_rows, raw["test"], id2label)
     unit = "%" if task.percent else ""
     cut = (f"; --max_length {data_args.max_length} cut {100 * truncated:.1f}% of the test sequences"
            if truncated > data_args.max_truncated_fraction else "")
-    print(f"{task.name} test {task.metric_key}: {results['test'][task.metric_key]:.2f}{unit} "
-          f"(BEACON Table 3: CNN {task.published['CNN']}, BEACON-B {task.published['BEACON-B']}{cut})")
+    published = (f"BEACON Table 3: CNN {task.published['CNN']}, BEACON-B {task.published['BEACON-B']}"
+                 if task.published else "no published numbers")
+    print(f"{task.name} test {task.metric_key}: {results['test'][task.metric_key]:.2f}{unit} ({published}{cut})")
     finish_run(training_args.output_dir)
     return results
 

@@ -31,13 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, HfArgumentParser
+from run_beacon import read_test_predictions
+from transformers import HfArgumentParser
 
-import hf_genomics  # noqa: F401  (registers the Auto classes)
-from hf_genomics import BeaconForPairwisePrediction, publish_to_local_cache
+from hf_genomics import publish_to_local_cache
 from hf_genomics.data.beacon import get_task
-from hf_genomics.data.collator_beacon import DataCollatorForBeacon, encode_beacon_batch
 from hf_genomics.model_card import write_model_card
 from hf_genomics.plots import plot_confusion_matrix, plot_loss_curves, plot_pair_map, plot_randommask_schedule
 from hf_genomics.training.checkpoints import latest_valid_checkpoint
@@ -303,50 +301,25 @@ Stage times on this machine ({os.cpu_count()} CPUs): {self.stage_times()}.
                 times.append(f"{name} {json.loads(marker.read_text())['seconds']:.0f} s")
         return ", ".join(times)
 
-    # ----- predictions for the figures -----
+    # ----- figures from the predictions run_beacon saved -----
 
-    def _encoded_test(self, task: str, tokenizer, limit: int | None):
-        import datasets
-
-        test = datasets.load_dataset(str(self.datasets), task, split="test")
-        if limit:
-            test = test.select(range(min(limit, len(test))))
-        encoded = test.map(encode_beacon_batch, batched=True, remove_columns=test.column_names,
-                           fn_kwargs={"task": get_task(task), "tokenizer": tokenizer,
-                                      "max_length": self.size["finetune_len"]})
-        return test, encoded
-
-    @torch.no_grad()
     def plot_ncrna_confusion(self, path: Path) -> None:
-        folder = self.out / "ncRNA"
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
-        test, encoded = self._encoded_test("ncRNA", tokenizer, self.size["ncrna_eval"])
-        collate = DataCollatorForBeacon(tokenizer, get_task("ncRNA"))
-        predictions, labels = [], []
-        for start in range(0, len(encoded), 64):
-            batch = collate([encoded[i] for i in range(start, min(start + 64, len(encoded)))])
-            labels.append(batch.pop("labels"))
-            predictions.append(model(**batch).logits.argmax(-1))
-        names = test.features["label"].names
-        predicted, truth = torch.cat(predictions).numpy(), torch.cat(labels).numpy()
+        saved = read_test_predictions(self.out / "ncRNA")
+        predicted = np.array([logits.argmax() for logits in saved["predictions"]])
+        truth = np.array(saved["labels"])
+        names = list(saved["label_names"])
         matrix = np.zeros((len(names), len(names)), dtype=int)
         np.add.at(matrix, (truth, predicted), 1)
         plot_confusion_matrix(matrix, names, path, title=f"nRC test, accuracy {np.mean(truth == predicted):.1%}")
 
-    @torch.no_grad()
     def plot_ssp_example(self, path: Path) -> None:
-        folder = self.out / "SSP"
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        model = BeaconForPairwisePrediction.from_pretrained(folder).eval()
-        test, encoded = self._encoded_test("SSP", tokenizer, 32)
-        # The longest of the first test RNAs gives the most readable map.
-        index = int(np.argmax([len(ids) for ids in encoded["input_ids"]]))
-        batch = DataCollatorForBeacon(tokenizer, get_task("SSP"))([encoded[index]])
-        truth = batch.pop("labels")[0].numpy()
-        probabilities = torch.sigmoid(model(**batch).logits[0]).numpy()
-        plot_pair_map((truth == 1).astype(float), probabilities, path,
-                      title=f"bpRNA test RNA {test[index].get('id', index)} ({truth.shape[0]} nt)")
+        saved = read_test_predictions(self.out / "SSP")
+        # The longest of the first scored test RNAs gives the most readable map.
+        index = int(np.argmax([len(labels) for labels in saved["labels"][:32]]))
+        truth, logits = saved["labels"][index], saved["predictions"][index].astype(np.float64)
+        name = saved["id"][index] if "id" in saved else saved["row"][index]
+        plot_pair_map((truth == 1).astype(float), 1 / (1 + np.exp(-logits)), path,
+                      title=f"bpRNA test RNA {name} ({truth.shape[0]} nt)")
 
 
 def read_log_history(folder: Path) -> list[dict]:

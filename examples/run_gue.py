@@ -18,14 +18,10 @@ from pathlib import Path
 import numpy as np
 from datasets import load_dataset
 from sklearn.metrics import matthews_corrcoef
-from transformers import AutoTokenizer, DataCollatorWithPadding, HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers import DataCollatorWithPadding, HfArgumentParser, Trainer, set_seed
+from utils_examples import EpochTrainingArguments, FreshModelArguments, fresh_beacon_config, load_tokenizer
 
-from hf_genomics import (
-    BeaconConfig,
-    BeaconForSequenceClassification,
-    NucleotideTokenizer,
-    check_tokenizer_matches_model,
-)
+from hf_genomics import BeaconForSequenceClassification, check_tokenizer_matches_model
 from hf_genomics.training.checkpoints import check_checkpoint_fits
 from hf_genomics.training.run_folder import RunArguments, finish_run, prepare_run
 
@@ -33,35 +29,22 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class GUEArguments:
+class GUEArguments(FreshModelArguments):
     task_dir: str = field(default="data/gue/prom/prom_core_tata", metadata={"help": "Folder with train/dev/test.csv."})
     model_name_or_path: str | None = field(
-        default=None, metadata={"help": "Pretrained BEACON folder (e.g. a self-distillation teacher); omit: from scratch."}
+        default=None,
+        metadata={"help": "Pretrained BEACON folder (e.g. a self-distillation teacher); omit: from scratch."},
     )
-    hidden_size: int = field(default=64, metadata={"help": "Fresh model only."})
-    num_hidden_layers: int = field(default=2, metadata={"help": "Fresh model only."})
-    num_attention_heads: int = field(default=4, metadata={"help": "Fresh model only."})
-    intermediate_size: int = field(default=256, metadata={"help": "Fresh model only."})
     max_length: int = field(default=512, metadata={"help": "Tokens incl. specials; longer inputs are truncated."})
     max_train_samples: int | None = field(default=None)
 
 
 @dataclass
-class GUETrainingArguments(TrainingArguments):
+class GUETrainingArguments(EpochTrainingArguments):
     output_dir: str = field(default="runs/gue")
-    num_train_epochs: float = field(default=3.0)
-    learning_rate: float = field(default=5e-4)
-    warmup_steps: float = field(default=50)
-    weight_decay: float = field(default=0.01)
     per_device_train_batch_size: int = field(default=32)
     per_device_eval_batch_size: int = field(default=64)
-    eval_strategy: str = field(default="epoch")
-    save_strategy: str = field(default="epoch")
-    save_total_limit: int | None = field(default=1)
-    load_best_model_at_end: bool = field(default=True)
     metric_for_best_model: str = field(default="mcc")
-    logging_steps: int = field(default=50)
-    report_to: str = field(default="none")
 
 
 def compute_metrics(prediction) -> dict[str, float]:
@@ -90,22 +73,12 @@ def main() -> None:
         raw["train"] = raw["train"].shuffle(seed=training_args.seed).select(range(gue_args.max_train_samples))
     num_labels = len(set(raw["train"]["label"]))
 
+    tokenizer = load_tokenizer(gue_args.model_name_or_path)
     if gue_args.model_name_or_path:
-        tokenizer = AutoTokenizer.from_pretrained(gue_args.model_name_or_path)
         model = BeaconForSequenceClassification.from_pretrained(gue_args.model_name_or_path, num_labels=num_labels)
         check_tokenizer_matches_model(tokenizer, model, allow_mismatch=run_args.allow_tokenizer_mismatch)
     else:
-        tokenizer = NucleotideTokenizer()
-        config = BeaconConfig(
-            vocab_size=len(tokenizer),
-            pad_token_id=tokenizer.pad_token_id,
-            hidden_size=gue_args.hidden_size,
-            num_hidden_layers=gue_args.num_hidden_layers,
-            num_attention_heads=gue_args.num_attention_heads,
-            intermediate_size=gue_args.intermediate_size,
-            num_labels=num_labels,
-        )
-        model = BeaconForSequenceClassification(config)
+        model = BeaconForSequenceClassification(fresh_beacon_config(tokenizer, gue_args, num_labels=num_labels))
 
     def tokenize(rows):
         return tokenizer(rows["sequence"], truncation=True, max_length=gue_args.max_length)

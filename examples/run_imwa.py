@@ -29,11 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import DataCollatorWithPadding, HfArgumentParser, Trainer, TrainingArguments, set_seed
+from utils_examples import fresh_beacon_config
 
 from hf_genomics import (
     BaselineConfig,
     BaselineForSequenceClassification,
-    BeaconConfig,
     BeaconForSequenceClassification,
     IMWACallback,
     NucleotideTokenizer,
@@ -91,10 +91,9 @@ def build_model(args: IMWAExampleArguments, num_labels: int, tokenizer: Nucleoti
                                 num_layers=3, pad_token_id=tokenizer.pad_token_id, num_labels=num_labels)
         return BaselineForSequenceClassification(config)
     if args.model == "beacon":
-        config = BeaconConfig(vocab_size=tokenizer.vocab_size, hidden_size=args.hidden_size, num_hidden_layers=2,
-                              num_attention_heads=4, intermediate_size=2 * args.hidden_size,
-                              pad_token_id=tokenizer.pad_token_id, num_labels=num_labels)
-        return BeaconForSequenceClassification(config)
+        sizes = {"hidden_size": args.hidden_size, "num_hidden_layers": 2, "num_attention_heads": 4,
+                 "intermediate_size": 2 * args.hidden_size}
+        return BeaconForSequenceClassification(fresh_beacon_config(tokenizer, num_labels=num_labels, **sizes))
     raise ValueError(f"--model must be 'cnn' or 'beacon', got {args.model!r}.")
 
 

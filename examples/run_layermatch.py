@@ -25,19 +25,12 @@ from pathlib import Path
 
 import numpy as np
 from datasets import load_dataset
-from transformers import (
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
-    HfArgumentParser,
-    TrainingArguments,
-    set_seed,
-)
+from transformers import AutoModelForSequenceClassification, HfArgumentParser, set_seed
+from utils_examples import StepTrainingArguments, balanced_subset, fresh_beacon_config, load_tokenizer
 
 from hf_genomics import (
-    BeaconConfig,
     BeaconForSequenceClassification,
     LayerMatchTrainer,
-    NucleotideTokenizer,
     check_tokenizer_matches_model,
     find_gue_task,
     reverse_complement_probability,
@@ -86,17 +79,11 @@ class LayerMatchExampleArguments:
 
 
 @dataclass
-class LayerMatchTrainingArguments(TrainingArguments):
+class LayerMatchTrainingArguments(StepTrainingArguments):
     output_dir: str = field(default="runs/layermatch")
-    max_steps: int = field(default=200)
     learning_rate: float = field(default=1e-3)
-    warmup_steps: float = field(default=20)
-    weight_decay: float = field(default=0.01)
     per_device_train_batch_size: int = field(default=8)
     per_device_eval_batch_size: int = field(default=64)
-    logging_steps: int = field(default=20)
-    save_strategy: str = field(default="no")
-    report_to: str = field(default="none")
     seed: int = field(default=42)
 
 
@@ -104,22 +91,6 @@ def compute_metrics(prediction) -> dict[str, float]:
     predicted = prediction.predictions.argmax(-1)
     return {"accuracy": accuracy(predicted, prediction.label_ids),
             "mcc": matthews_correlation(predicted, prediction.label_ids)}
-
-
-def balanced_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """``size`` indices, the same number from every class, drawn with ``seed``."""
-    classes = np.unique(labels)
-    if size % len(classes):
-        raise ValueError(f"num_labeled={size} must be a multiple of the number of classes ({len(classes)}).")
-    per_class = size // len(classes)
-    rng = np.random.default_rng(seed)
-    picked = []
-    for label in classes:
-        members = np.flatnonzero(labels == label)
-        if len(members) < per_class:
-            raise ValueError(f"Class {label} has {len(members)} train sequences, fewer than {per_class} requested.")
-        picked.append(rng.choice(members, per_class, replace=False))
-    return np.sort(np.concatenate(picked))
 
 
 def strong_view_reverse_complement(args: LayerMatchExampleArguments) -> tuple[float, str]:
@@ -136,21 +107,15 @@ def strong_view_reverse_complement(args: LayerMatchExampleArguments) -> tuple[fl
 
 
 def build_model_and_tokenizer(args: LayerMatchExampleArguments, num_labels: int, allow_tokenizer_mismatch: bool):
+    tokenizer = load_tokenizer(args.model_name_or_path)
     if args.model_name_or_path is not None:
-        tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path)
         model = AutoModelForSequenceClassification.from_pretrained(args.model_name_or_path, num_labels=num_labels)
         check_tokenizer_matches_model(tokenizer, model, allow_mismatch=allow_tokenizer_mismatch)
         return model, tokenizer
     if args.model_type not in MODEL_TYPES:
         raise ValueError(f"model_type must be one of {MODEL_TYPES}, got {args.model_type!r}.")
-    tokenizer = NucleotideTokenizer()
     if args.model_type == "beacon":
-        config = BeaconConfig(
-            vocab_size=len(tokenizer), hidden_size=args.hidden_size, num_hidden_layers=args.num_hidden_layers,
-            num_attention_heads=args.num_attention_heads, intermediate_size=args.intermediate_size,
-            pad_token_id=tokenizer.pad_token_id, num_labels=num_labels,
-        )
-        return BeaconForSequenceClassification(config), tokenizer
+        return BeaconForSequenceClassification(fresh_beacon_config(tokenizer, args, num_labels=num_labels)), tokenizer
     config = BaselineConfig(
         architecture="cnn", vocab_size=len(tokenizer), hidden_size=args.hidden_size,
         num_layers=args.num_hidden_layers, pad_token_id=tokenizer.pad_token_id, num_labels=num_labels,

@@ -33,15 +33,13 @@ from pathlib import Path
 import torch
 from datasets import IterableDataset, load_dataset
 from torch.utils.data import DataLoader
-from transformers import HfArgumentParser, Trainer, TrainingArguments
+from transformers import HfArgumentParser, Trainer
+from utils_examples import FreshModelArguments, StepTrainingArguments, fresh_beacon_config, load_tokenizer
 
 from hf_genomics import (
-    BeaconConfig,
     BeaconForMaskedLM,
     DataCollatorForPacking,
     DataCollatorForRandomMask,
-    KmerTokenizer,
-    NucleotideTokenizer,
     RandomMaskCallback,
     RandomMaskSchedule,
     write_model_card,
@@ -61,7 +59,7 @@ FLOOR_ROWS = 20_000
 
 
 @dataclass
-class ModelArguments:
+class ModelArguments(FreshModelArguments):
     tokenizer: str = field(
         default="kmer",
         metadata={"help": "kmer (KmerTokenizer with --k/--stride) or nucleotide (NucleotideTokenizer, BEACON-B's "
@@ -70,10 +68,7 @@ class ModelArguments:
     k: int = field(default=6, metadata={"help": "k-mer length of the KmerTokenizer."})
     stride: int = field(default=1, metadata={"help": "1: overlapping k-mers (DNABERT); k: non-overlapping."})
     position_embedding_type: str = field(default="alibi", metadata={"help": "alibi or absolute."})
-    hidden_size: int = 64
-    num_hidden_layers: int = 2
-    num_attention_heads: int = 4
-    intermediate_size: int = 128
+    intermediate_size: int = field(default=128, metadata={"help": "Fresh model: feed-forward size."})
 
 
 @dataclass
@@ -100,7 +95,7 @@ class DataArguments:
     sample_boundary: bool = field(default=False, metadata={"help": "Draw m per centre uniformly up to the phase's m."})
     pack_sequences: bool = field(
         default=False,
-        metadata={"help": "Pack each batch's chunks into one row without padding (DataCollatorForPacking; ALiBi only)."},
+        metadata={"help": "Pack a batch's chunks into one row without padding (DataCollatorForPacking; ALiBi only)."},
     )
     debug_rank_dump: str | None = field(
         default=None,
@@ -109,16 +104,13 @@ class DataArguments:
 
 
 @dataclass
-class RandomMaskTrainingArguments(TrainingArguments):
+class RandomMaskTrainingArguments(StepTrainingArguments):
     output_dir: str | None = field(default="outputs/randommask")
     max_steps: int = field(default=300)
     per_device_train_batch_size: int = field(default=16)
     per_device_eval_batch_size: int = field(default=32)
     learning_rate: float = field(default=1e-3)
     warmup_steps: float = field(default=0.05)
-    weight_decay: float = field(default=0.01)
-    logging_steps: float = field(default=20)
-    save_strategy: str = field(default="no")
     dataloader_num_workers: int = field(default=0)
 
 
@@ -161,7 +153,9 @@ def make_schedule(data_args: DataArguments, tokenizer) -> RandomMaskSchedule | s
 
 def first_rows(dataset, count: int):
     """The first `count` rows of a Dataset or IterableDataset."""
-    return dataset.take(count) if isinstance(dataset, IterableDataset) else dataset.select(range(min(count, len(dataset))))
+    if isinstance(dataset, IterableDataset):
+        return dataset.take(count)
+    return dataset.select(range(min(count, len(dataset))))
 
 
 def reported(results: dict) -> list[str]:
@@ -249,12 +243,7 @@ def main(argv: list[str] | None = None) -> dict:
     if data_args.streaming and training_args.max_steps <= 0:
         raise ValueError("--streaming needs --max_steps > 0: the schedule's phases are fractions of max_steps.")
 
-    if model_args.tokenizer == "kmer":
-        tokenizer = KmerTokenizer(k=model_args.k, stride=model_args.stride)
-    elif model_args.tokenizer == "nucleotide":
-        tokenizer = NucleotideTokenizer()
-    else:
-        raise ValueError(f"--tokenizer must be 'kmer' or 'nucleotide', got {model_args.tokenizer!r}.")
+    tokenizer = load_tokenizer(None, model_args.tokenizer, model_args.k, model_args.stride)
     train_dataset, eval_dataset, test_dataset = load_corpus(data_args, training_args.seed)
     model_max_tokens = data_args.max_length + 2  # framing; k-mers never outnumber nucleotides
 
@@ -272,15 +261,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     if data_args.pack_sequences and model_args.position_embedding_type != "alibi":
         raise ValueError("--pack_sequences needs --position_embedding_type alibi (packed rows rely on ALiBi).")
-    config = BeaconConfig(
-        vocab_size=len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,  # as the tokenizer says, so Trainer need not align (and warn)
-        hidden_size=model_args.hidden_size,
-        num_hidden_layers=model_args.num_hidden_layers,
-        num_attention_heads=model_args.num_attention_heads,
-        intermediate_size=model_args.intermediate_size,
-        position_embedding_type=model_args.position_embedding_type,
+    config = fresh_beacon_config(
+        tokenizer, model_args, position_embedding_type=model_args.position_embedding_type,
         max_position_embeddings=model_max_tokens if model_args.position_embedding_type == "absolute" else None,
     )
     torch.manual_seed(training_args.seed)

@@ -22,9 +22,10 @@ import logging
 import sys
 from dataclasses import dataclass, field
 
-from transformers import DataCollatorWithPadding, HfArgumentParser, TrainingArguments, set_seed
+from transformers import DataCollatorWithPadding, HfArgumentParser, set_seed
+from utils_examples import FreshModelArguments, StepTrainingArguments, fresh_beacon_config, load_tokenizer
 
-from hf_genomics import BeaconConfig, BeaconForMaskedLM, KmerTokenizer, NucleotideTokenizer, default_corpus_files
+from hf_genomics import BeaconForMaskedLM, default_corpus_files
 from hf_genomics.data.augment import nucleotide_letters, reverse_complement_probability
 from hf_genomics.data.pretraining_corpus import build_pretraining_dataset
 from hf_genomics.training.checkpoints import check_checkpoint_fits
@@ -35,17 +36,14 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class ModelArguments:
+class ModelArguments(FreshModelArguments):
     model_name_or_path: str | None = field(
-        default=None, metadata={"help": "Masked-LM folder to continue from; omit for a fresh model sized by the flags."}
+        default=None,
+        metadata={"help": "Masked-LM folder to continue from; omit for a fresh model sized by the flags."},
     )
     tokenizer: str = field(default="nucleotide", metadata={"help": "Fresh model: 'nucleotide' or 'kmer'."})
     k: int = field(default=6, metadata={"help": "k of the k-mer tokenizer."})
     stride: int = field(default=1, metadata={"help": "k-mer stride: 1 (overlapping) or k (non-overlapping)."})
-    hidden_size: int = field(default=64)
-    num_hidden_layers: int = field(default=2)
-    num_attention_heads: int = field(default=4)
-    intermediate_size: int = field(default=256)
     dropout: float = field(default=0.1)
 
 
@@ -70,7 +68,8 @@ class DistillationArguments:
     distillation_weight: float = field(default=1.0, metadata={"help": "Weight of the distillation loss (0: MLM only)."})
     projection_dim: int = field(default=256, metadata={"help": "Output dimension of the DINO projection head."})
     pooling: str = field(
-        default="mean", metadata={"help": "'mean' or 'cls' pooling of the last hidden state ([CLS] barely varies: collapse)."}
+        default="mean",
+        metadata={"help": "'mean' or 'cls' pooling of the last hidden state ([CLS] barely varies: collapse)."},
     )
     student_temperature: float = field(default=0.1)
     teacher_temperature: float = field(default=0.04)
@@ -78,8 +77,8 @@ class DistillationArguments:
     teacher_momentum_base: float = field(
         default=0.9,
         metadata={
-            "help": "Start of the cosine schedule to 1. The paper's 0.996 suits ~100k steps: over 200 steps the teacher "
-            "would stay ~2/3 its random init."
+            "help": "Start of the cosine schedule to 1. The paper's 0.996 suits ~100k steps: over 200 steps the "
+            "teacher would stay ~2/3 its random init."
         },
     )
     mlm_probability: float = field(default=0.15)
@@ -92,47 +91,19 @@ class DistillationArguments:
 
 
 @dataclass
-class SelfDistillationTrainingArguments(TrainingArguments):
+class SelfDistillationTrainingArguments(StepTrainingArguments):
     output_dir: str = field(default="runs/self_distillation")
-    max_steps: int = field(default=200)
     per_device_train_batch_size: int = field(default=32)
     per_device_eval_batch_size: int = field(default=32)
     learning_rate: float = field(default=5e-4)
-    warmup_steps: float = field(default=20)
-    weight_decay: float = field(default=0.01)
-    logging_steps: int = field(default=20)
     eval_strategy: str = field(default="steps")
     eval_steps: int = field(default=100)
-    save_strategy: str = field(default="no")
-    report_to: str = field(default="none")
-
-
-def build_tokenizer(model_args: ModelArguments):
-    if model_args.model_name_or_path:
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(model_args.model_name_or_path)
-    if model_args.tokenizer == "nucleotide":
-        return NucleotideTokenizer()
-    if model_args.tokenizer == "kmer":
-        return KmerTokenizer(k=model_args.k, stride=model_args.stride)
-    raise ValueError(f"--tokenizer must be 'nucleotide' or 'kmer', got {model_args.tokenizer!r}.")
 
 
 def build_model(model_args: ModelArguments, tokenizer) -> BeaconForMaskedLM:
     if model_args.model_name_or_path:
         return BeaconForMaskedLM.from_pretrained(model_args.model_name_or_path)
-    config = BeaconConfig(
-        vocab_size=len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
-        hidden_size=model_args.hidden_size,
-        num_hidden_layers=model_args.num_hidden_layers,
-        num_attention_heads=model_args.num_attention_heads,
-        intermediate_size=model_args.intermediate_size,
-        hidden_dropout_prob=model_args.dropout,
-        attention_probs_dropout_prob=model_args.dropout,
-    )
-    return BeaconForMaskedLM(config)
+    return BeaconForMaskedLM(fresh_beacon_config(tokenizer, model_args, dropout=model_args.dropout))
 
 
 def load_windows(data_args: DataArguments, tokenizer, seed: int):
@@ -177,7 +148,7 @@ def main() -> None:
                              run_args.overwrite_output_dir)
     set_seed(training_args.seed)
 
-    tokenizer = build_tokenizer(model_args)
+    tokenizer = load_tokenizer(model_args.model_name_or_path, model_args.tokenizer, model_args.k, model_args.stride)
     model = build_model(model_args, tokenizer)
     with training_args.main_process_first(desc="cut and tokenize the corpus"):
         train_dataset, eval_dataset = load_windows(data_args, tokenizer, training_args.seed)

@@ -109,7 +109,8 @@ class DataCollatorForBeacon:
         if task.level == "sequence":
             batch["labels"] = torch.from_numpy(self._sequence_labels(labels))
             return batch
-        per_nucleotide = (self._pair_labels if task.level == "pairwise" else self._nucleotide_labels)(labels, lengths, width)
+        expand = self._pair_labels if task.level == "pairwise" else self._nucleotide_labels
+        per_nucleotide = expand(labels, lengths, width)
         # Aligned with input_ids: the <cls> and <eos> columns (and rows) get the ignore value too.
         token_axes = [(1, 1) if axis == "tokens" else (0, 0) for axis in task.label_shape]
         batch["labels"] = torch.from_numpy(np.pad(per_nucleotide, [(0, 0), *token_axes], constant_values=IGNORE_INDEX))

@@ -53,7 +53,9 @@ class BeaconMetrics:
             logits = logits[..., 0]
         if task.level != "sequence" and task.problem_type != "single_label_classification":
             if logits.shape != labels.shape:
-                raise ValueError(f"{task.name}: {task.level} outputs {logits.shape} do not match labels {labels.shape}.")
+                raise ValueError(
+                    f"{task.name}: {task.level} outputs {logits.shape} do not match labels {labels.shape}."
+                )
         if task.metric == "contact_top_l_precision":
             logits = (logits + np.swapaxes(logits, 1, 2)) / 2
             selected = [

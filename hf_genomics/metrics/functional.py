@@ -44,7 +44,7 @@ def split_padded_matrices(probabilities, labels, ignore_index) -> list[tuple[np.
         prob, label = np.asarray(prob, dtype=np.float64), np.asarray(label, dtype=np.float64)
         if prob.shape != label.shape or prob.ndim != 2:
             raise ValueError(f"expected matching L x L matrices, got {prob.shape} and {label.shape}.")
-        kept = np.flatnonzero((label != ignore_index).any(axis=1)) if ignore_index is not None else np.arange(len(label))
+        kept = np.arange(len(label)) if ignore_index is None else np.flatnonzero((label != ignore_index).any(axis=1))
         pairs.append((prob[np.ix_(kept, kept)], label[np.ix_(kept, kept)]))
     return pairs
 

@@ -12,6 +12,10 @@ def load_script(relative: str):
     name = Path(relative).stem
     if name in sys.modules:
         return sys.modules[name]
+    # As `python examples/run_x.py` does: the script's folder is on the path, so its sibling helpers import.
+    folder = str((REPO / relative).parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     spec = importlib.util.spec_from_file_location(name, REPO / relative)
     module = importlib.util.module_from_spec(spec)
     # Registered so Trainer can pickle the script's TrainingArguments subclass.

@@ -22,4 +22,6 @@ def _on_save_then_die(self, args, state, control):
 if __name__ == "__main__":
     CallbackHandler.on_save = _on_save_then_die
     sys.argv = sys.argv[1:]
+    # As `python examples/run_x.py` does: the script's folder first on the path (for examples/utils_examples.py).
+    sys.path.insert(0, os.path.dirname(os.path.abspath(sys.argv[0])))
     runpy.run_path(sys.argv[0], run_name="__main__")
