@@ -167,7 +167,15 @@ class Demo:
                          *pretraining_lines(self.pretraining_results())]))
 
     def pretraining_results(self) -> dict:
-        return json.loads((self.pretrained / "randommask_results.json").read_text())
+        """Held-out losses and floors: over every held-out window where `make_beacon_b_small.py` scored them
+        (`heldout_scores.json`), else run_randommask's own evaluation (a sample of windows)."""
+        scores = self.pretrained / "heldout_scores.json"
+        if not scores.is_file():
+            return json.loads((self.pretrained / "randommask_results.json").read_text())
+        saved = json.loads(scores.read_text())
+        names = {"loss_after": "loss", "no_context_floor": "no_context_floor", "loss_minus_floor": "loss_minus_floor"}
+        return {f"{split}_{key}": saved[split][name] for split in ("heldout", "test") if split in saved
+                for key, name in names.items()}
 
     def architecture_flags(self) -> list[str]:
         """Size flags of a fresh model with the pretrained model's architecture (the from-scratch control)."""
