@@ -174,7 +174,8 @@ def _parse_column(task, kind: str, text: str, where: str, length: int):
         return [int(c) for c in text]
     if kind == "class":
         if text.strip() not in {str(k) for k in range(task.num_labels)}:
-            raise ValueError(f"{where}: unknown {task.name} label {text!r}; expected an integer 0..{task.num_labels - 1}.")
+            raise ValueError(f"{where}: unknown {task.name} label {text!r}; expected an integer "
+                             f"0..{task.num_labels - 1}.")
         return int(text)
     if kind == "multi_hot":
         values = _floats(text, where, task.num_labels)
