@@ -39,7 +39,9 @@ from hf_genomics.io import read_fasta, read_nrc
 from hf_genomics.io.tables import read_csv_records
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script below, also when imported by path
-from build_rfam_corpus import build_corpus, read_rfam_seed  # noqa: E402
+# build_rfam_corpus.py's default split, with which pretrained/beacon-b-small's corpus was built: its `test` families
+# (held out whole) are RNAType's test families, so that checkpoint saw no test sequence.
+from build_rfam_corpus import DEFAULT_SPLIT as RFAM_CORPUS_SPLIT, build_corpus, read_rfam_seed  # noqa: E402
 
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
@@ -345,22 +347,11 @@ def build_vdp(data_dir: Path, seed: int, validation: float = 0.1) -> HubConfig:
     )
 
 
-def _gzip_csv_records(path: Path, columns: tuple[str, ...]):
-    """(where, row) per row of a gzipped CSV whose header names `columns`."""
-    with gzip.open(path, "rt", newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = [column for column in columns if column not in (reader.fieldnames or ())]
-        if missing:
-            raise ValueError(f"{path}: no column {', '.join(map(repr, missing))}; found {reader.fieldnames}.")
-        for line, row in enumerate(reader, start=2):
-            yield f"{path}:{line}", row
-
-
 def build_crispr_off(data_dir: Path, seed: int) -> HubConfig:
     """SITE-seq pairs (guide + PAM, 23-nt site), label log1p(reads); guides are split, not rows."""
     path = _data_file(data_dir, "crispr_offtarget_site/SITE.csv.gz")
     by_guide = defaultdict(list)
-    for where, row in _gzip_csv_records(path, ("", "on_seq", "off_seq", "reads")):
+    for where, row in read_csv_records(path, ("", "on_seq", "off_seq", "reads")):
         reads = _label(row["reads"], where)
         if reads < 0:
             raise ValueError(f"{where}: reads {row['reads']!r} is negative; read counts are >= 0.")
@@ -398,11 +389,6 @@ def build_crispr_off(data_dir: Path, seed: int) -> HubConfig:
             "Active sites (reads > 0)": ", ".join(f"{split} {n:,}" for split, n in active.items()),
         },
     )
-
-
-# build_rfam_corpus.py's defaults, with which pretrained/beacon-b-small's corpus was built: its `test` families
-# (held out whole) are RNAType's test families, so that checkpoint saw no test sequence.
-RFAM_CORPUS_SPLIT = {"heldout_family_fraction": 0.05, "validation_fraction": 0.02, "seed": 0}
 
 
 def rfam_type(type_field: str) -> str:
