@@ -29,11 +29,17 @@ def encode_beacon_batch(batch: dict[str, list], task: BeaconTask | str, tokenize
     return task.encode(batch, tokenizer, max_length)
 
 
+def _nucleotide_columns(lengths: np.ndarray, width: int) -> np.ndarray:
+    """`(B, width)`, True at the nucleotide tokens of each row: tokens 1 .. n, after <cls>."""
+    columns = np.arange(width)[None, :]
+    return (columns >= 1) & (columns <= lengths[:, None])
+
+
 def _scatter(values: np.ndarray, lengths: np.ndarray, width: int, fill: float, dtype) -> np.ndarray:
-    """Consecutive runs of `lengths[i]` rows of `values` (`(sum(lengths), *tail)`) into `(B, width, *tail)`, the rest
-    filled with `fill`."""
+    """Consecutive runs of `lengths[i]` rows of `values` (`(sum(lengths), *tail)`) into tokens 1 .. lengths[i] of
+    `(B, width, *tail)`, the rest filled with `fill`."""
     out = np.full((len(lengths), width, *values.shape[1:]), fill, dtype=dtype)
-    out[np.arange(width)[None, :] < lengths[:, None]] = values
+    out[_nucleotide_columns(lengths, width)] = values
     return out
 
 
@@ -105,15 +111,13 @@ class DataCollatorForBeacon:
         labels = [f["labels"] for f in features]
         # Nucleotides per row: the tokens between <cls> and <eos>.
         lengths = np.array([len(f["input_ids"]) - 2 for f in features])
-        width = batch["input_ids"].shape[1] - 2
+        width = batch["input_ids"].shape[1]
         if task.level == "sequence":
             batch["labels"] = torch.from_numpy(self._sequence_labels(labels))
             return batch
+        # Aligned with input_ids: <cls>, <eos> and padding columns (and rows) hold the ignore value.
         expand = self._pair_labels if task.level == "pairwise" else self._nucleotide_labels
-        per_nucleotide = expand(labels, lengths, width)
-        # Aligned with input_ids: the <cls> and <eos> columns (and rows) get the ignore value too.
-        token_axes = [(1, 1) if axis == "tokens" else (0, 0) for axis in task.label_shape]
-        batch["labels"] = torch.from_numpy(np.pad(per_nucleotide, [(0, 0), *token_axes], constant_values=IGNORE_INDEX))
+        batch["labels"] = torch.from_numpy(expand(labels, lengths, width))
         return batch
 
     def _label_dtype(self):
@@ -200,7 +204,7 @@ class DataCollatorForBeacon:
         return _scatter(values, counts, width, IGNORE_INDEX, np.float32)
 
     def _pair_labels(self, labels: list, lengths: np.ndarray, width: int) -> np.ndarray:
-        inside = np.arange(width)[None, :] < lengths[:, None]
+        inside = _nucleotide_columns(lengths, width)
         square = inside[:, :, None] & inside[:, None, :]
         out = np.full((len(labels), width, width), IGNORE_INDEX, dtype=np.float32)
         if self.task.is_regression:
@@ -220,7 +224,7 @@ class DataCollatorForBeacon:
         pairs, counts = self._stack(labels, (2,), accepted)
         self._check_values(pairs, counts, _not_ids_below(pairs, np.repeat(lengths, counts)[:, None]), accepted)
         rows = np.repeat(np.arange(len(counts)), counts)
-        pairs = pairs.astype(np.int64)
+        pairs = pairs.astype(np.int64) + 1  # nucleotide k is token k + 1
         out[rows, pairs[:, 0], pairs[:, 1]] = 1.0
         out[rows, pairs[:, 1], pairs[:, 0]] = 1.0
         return out
